@@ -1,0 +1,238 @@
+"""The Typer app: global options and one thin function per subcommand.
+
+Command implementations live in gitopsctl.commands.<name> and are imported only
+when their subcommand runs, so `gitopsctl --help` never loads kubernetes, docker
+or fabric.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, List, Optional
+
+import typer
+
+from gitopsctl import __version__
+
+app = typer.Typer(
+    name="gitopsctl",
+    help="A homelab git repository that deploys itself and heals itself.\n\n"
+         "Exit codes: 0 ok; 1 failed (deploy rolled back, or check found problems); "
+         "2 usage/config/input error; 3 rollback failed, a human must act; 4 superseded.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class ServiceChoice(str, Enum):
+    frontend = "frontend"
+    backend = "backend"
+    all = "all"
+
+
+class TargetChoice(str, Enum):
+    kubernetes = "kubernetes"
+    vm = "vm"
+
+
+class Scope(str, Enum):
+    strict = "strict"
+    namespace_wide = "namespace-wide"
+    cluster_wide = "cluster-wide"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gitopsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", envvar="GITOPSCTL_CONFIG", metavar="PATH",
+        help="Config file [default: gitopsctl.yaml at the root of the git repository]")] = None,
+    repo: Annotated[Optional[Path], typer.Option(
+        "--repo", envvar="GITOPSCTL_REPO", metavar="PATH",
+        help="The homelab git repository [default: the one containing the current directory]")] = None,
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", envvar="GITOPSCTL_OUTPUT",
+        help="text for people; json prints exactly one JSON document on stdout")] = Output.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", envvar="GITOPSCTL_VERBOSE",
+                                          help="Show debug detail on stderr")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", envvar="GITOPSCTL_NO_COLOR",
+                                           help="Plain output (NO_COLOR is honoured too)")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    from gitopsctl.cliutil import make_context
+
+    ctx.obj = make_context(config=config, repo=repo, output=output.value,
+                           verbose=verbose, no_color=no_color)
+
+
+def _run(ctx: typer.Context, command: str, **options) -> None:
+    from gitopsctl.cliutil import run_command
+
+    run_command(ctx.obj, command, options)
+
+
+def _services(values: Optional[List[ServiceChoice]]) -> list[str]:
+    return [v.value for v in values] if values else ["all"]
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="App commit to build [default: HEAD]")] = None,
+    service: Annotated[Optional[List[ServiceChoice]], typer.Option(
+        help="Service to build; repeat for several [default: all]")] = None,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Build and tag only")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache")] = False,
+) -> None:
+    """Build the frontend and backend images for a commit and push them to the registry."""
+    _run(ctx, "build", source=source, services=_services(service), push=not no_push,
+         no_cache=no_cache)
+
+
+@app.command()
+def bump(
+    ctx: typer.Context,
+    path: Annotated[Optional[List[Path]], typer.Option(
+        metavar="DIR", help="Edit setter markers under DIR (repeatable)")] = None,
+    policy: Annotated[Optional[List[str]], typer.Option(
+        metavar="NAMESPACE:NAME=IMAGE_REF", help="New value for an ImagePolicy (repeatable)")] = None,
+    service: Annotated[Optional[List[ServiceChoice]], typer.Option(
+        help="Pipeline mode: bump this service's markers from the build record")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="Pipeline mode: the app commit that was built")] = None,
+    no_commit: Annotated[bool, typer.Option("--no-commit", help="Edit files, do not commit or push")] = False,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Commit but do not push")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes, write nothing")] = False,
+) -> None:
+    """Edit image references at Flux setter markers (and the compose file), commit and push."""
+    _run(ctx, "bump", paths=path or [], policies=policy or [],
+         services=[v.value for v in service] if service else [], source=source,
+         commit=not no_commit and not dry_run, push=not no_push, dry_run=dry_run)
+
+
+@app.command()
+def stage(
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="App commit whose build to deploy [default: HEAD]")] = None,
+    delay: Annotated[Optional[float], typer.Option(
+        metavar="SECONDS", help="Override stage.delay between frontend and backend")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        metavar="SECONDS", help="Override timeouts.failure for each target")] = None,
+) -> None:
+    """Deploy frontend, wait until healthy, then backend; roll both back on any failure."""
+    _run(ctx, "stage", source=source, delay=delay, timeout=timeout)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    target: Annotated[Optional[List[TargetChoice]], typer.Option(
+        help="Target to check; repeat for several [default: all]")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        metavar="SECONDS", help="Deadline for each target [default: timeouts.failure]")] = None,
+) -> None:
+    """Run the health checks against what git says is live."""
+    _run(ctx, "verify", targets=[t.value for t in target] if target else [], timeout=timeout)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    to: Annotated[Optional[str], typer.Option(
+        "--to", metavar="SOURCE_SHA", help="Return to the deploy of this source commit")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="Roll back the deploy of this source [default: the latest deploy]")] = None,
+    reason: Annotated[Optional[str], typer.Option(
+        help="Why, recorded in the revert commit [default: manual rollback]")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the commits that would be reverted and the images that would go live")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Push the revert but skip re-reconcile and health verification")] = False,
+) -> None:
+    """Revert a deploy of both frontend and backend in one commit and verify the old version."""
+    _run(ctx, "rollback", to=to, source=source, reason=reason, dry_run=dry_run,
+         verify=not no_verify)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    paths: Annotated[Optional[List[Path]], typer.Argument(
+        help="Files or directories to check [default: clusters/ and the config]")] = None,
+) -> None:
+    """Validate the repository offline (pre-commit hook): YAML, kustomize, secrets, markers."""
+    _run(ctx, "check", paths=paths or [])
+
+
+@app.command()
+def seal(
+    ctx: typer.Context,
+    cert: Annotated[Path, typer.Option(
+        metavar="CERT.pem", help="Controller certificate (kubeseal --fetch-cert) or public key")],
+    scope: Annotated[Scope, typer.Option(help="Sealing scope")] = Scope.strict,
+    file: Annotated[Optional[Path], typer.Option(
+        "--file", "-f", metavar="FILE", help="Secret manifest [default: stdin]")] = None,
+) -> None:
+    """Encrypt a Secret manifest into a SealedSecret (kubeseal-compatible)."""
+    _run(ctx, "seal", cert=cert, scope=scope.value, file=file)
+
+
+@app.command()
+def unseal(
+    ctx: typer.Context,
+    key: Annotated[Path, typer.Option(metavar="KEY.pem", help="Private sealing key")],
+    file: Annotated[Optional[Path], typer.Option(
+        "--file", "-f", metavar="FILE", help="SealedSecret manifest [default: stdin]")] = None,
+) -> None:
+    """Decrypt a SealedSecret into a Secret manifest (used on the VM)."""
+    _run(ctx, "unseal", key=key, file=file)
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    revision: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="Move to this commit [default: the tip of the remote branch]")] = None,
+    wait_timeout: Annotated[Optional[float], typer.Option(
+        metavar="SECONDS", help="compose up --wait-timeout [default: timeouts.failure]")] = None,
+) -> None:
+    """On the VM: fast-forward the checkout, unseal secrets, docker compose pull and up."""
+    _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many deploys and rollbacks to list")] = 10,
+    health: Annotated[bool, typer.Option(
+        "--health/--no-health", help="Probe each target's health now")] = True,
+) -> None:
+    """Show per target the live source, image and health, and the latest deploys and rollbacks."""
+    _run(ctx, "status", limit=limit, health=health)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        app(args=argv, prog_name="gitopsctl")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,9 @@
+"""gitopsctl build."""
+
+from __future__ import annotations
+
+from gitopsctl.errors import NotImplementedYet
+
+
+def build(ctx, **options):
+    raise NotImplementedYet("build")

@@ -1,0 +1,490 @@
+"""gitopsctl.yaml -> frozen dataclasses.
+
+The dataclasses below are the single source of truth: the loader validates against
+them, and `schema.py` derives the JSON Schema for editors from them. Every error
+names file:line:column, the key, what was expected and an example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from gitopsctl.errors import ConfigError, Location
+
+CONFIG_FILENAME = "gitopsctl.yaml"
+ENV_PREFIX = "GITOPSCTL_"
+_NAME_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_POLICY_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def meta(help: str, example: Any = None, *, pattern: str | None = None,
+         choices: tuple | None = None, minimum: float | None = None,
+         maximum: float | None = None, duration: bool = False) -> dict:
+    return {"help": help, "example": example, "pattern": pattern, "choices": choices,
+            "minimum": minimum, "maximum": maximum, "duration": duration}
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str = field(default="gitopsctl", metadata=meta("Commit author name", "gitopsctl"))
+    email: str = field(default="gitopsctl@homelab.lan",
+                       metadata=meta("Commit author email", "gitopsctl@homelab.lan",
+                                     pattern=r"^[^@\s]+@[^@\s]+$"))
+
+
+@dataclass(frozen=True)
+class Registry:
+    url: str = field(metadata=meta(
+        "Registry host[:port], optionally with http:// or https://", "harbor.lan",
+        pattern=r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]+)?/?$"))
+    project: str = field(metadata=meta("Harbor project (first path segment of every image)",
+                                       "homelab", pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*$"))
+    insecure: bool = field(default=False, metadata=meta(
+        "Talk plain HTTP to the registry (test registries only)", False))
+    username_env: str = field(default="HARBOR_USERNAME", metadata=meta(
+        "Name of the environment variable holding the registry user (never the user itself)",
+        "HARBOR_USERNAME", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"))
+    password_env: str = field(default="HARBOR_PASSWORD", metadata=meta(
+        "Name of the environment variable holding the registry password or robot secret",
+        "HARBOR_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"))
+    tag_template: str = field(default="main-{sha7}-{timestamp}", metadata=meta(
+        "Sortable tag for Flux's ImagePolicy; placeholders {sha7} {sha} {timestamp} {branch}",
+        "main-{sha7}-{timestamp}", pattern=r"^[A-Za-z0-9_.{}-]+$"))
+
+    @property
+    def host(self) -> str:
+        return re.sub(r"^https?://", "", self.url).rstrip("/")
+
+    @property
+    def scheme(self) -> str:
+        if self.url.startswith("http://") or self.insecure:
+            return "http"
+        return "https"
+
+
+@dataclass(frozen=True)
+class Git:
+    remote: str = field(default="origin", metadata=meta("Git remote to push deploy commits to",
+                                                        "origin"))
+    branch: str = field(default="main", metadata=meta("Branch Flux and the VM follow", "main",
+                                                      pattern=r"^[A-Za-z0-9._/-]+$"))
+    author: Author = field(default_factory=Author, metadata=meta("Author of gitopsctl's commits"))
+    skip_marker: str = field(default="[skip ci]", metadata=meta(
+        "Marker in gitopsctl's commit subjects that stops CI from running on them", "[skip ci]"))
+    push_retries: int = field(default=5, metadata=meta(
+        "How often a rejected push is rebased and retried", 5, minimum=0, maximum=50))
+
+
+@dataclass(frozen=True)
+class Service:
+    image: str = field(metadata=meta("Repository name under registry/project", "frontend",
+                                     pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$"))
+    context: str = field(metadata=meta("Build context, relative to the repository root",
+                                       "examples/frontend"))
+    target: str = field(metadata=meta("Where the service runs", "kubernetes",
+                                      choices=("kubernetes", "vm")))
+    policy: str = field(metadata=meta(
+        "Flux ImagePolicy NAMESPACE:NAME that setter markers for this service name",
+        "flux-system:frontend", pattern=_POLICY_RE))
+    paths: tuple[str, ...] = field(metadata=meta(
+        "Files or directories (repo-relative) whose setter markers bump edits",
+        ["clusters/homelab/apps/frontend"]))
+    dockerfile: str = field(default="Dockerfile", metadata=meta(
+        "Dockerfile, relative to the context", "Dockerfile"))
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    name: str = field(metadata=meta("Object name", "flux-system", pattern=_NAME_RE))
+    namespace: str = field(default="flux-system", metadata=meta("Namespace", "flux-system",
+                                                                pattern=_NAME_RE))
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    git_repository: ObjectRef = field(metadata=meta("Flux GitRepository to reconcile"))
+    kustomization: ObjectRef = field(metadata=meta("Flux Kustomization that applies the app"))
+    deployment: ObjectRef = field(metadata=meta("Deployment whose rollout is followed"))
+    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the frontend is healthy",
+                                          "http://frontend.lan/healthz",
+                                          pattern=r"^https?://\S+$"))
+    kubeconfig: Optional[str] = field(default=None, metadata=meta(
+        "Path to the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)", "~/.kube/config"))
+    context: Optional[str] = field(default=None, metadata=meta(
+        "Kube context to use (default: the kubeconfig's current context)", "homelab"))
+    image_update_automation: Optional[ObjectRef] = field(default=None, metadata=meta(
+        "Flux ImageUpdateAutomation writing the same fields; rollback suspends it"))
+
+
+@dataclass(frozen=True)
+class VMTarget:
+    host: str = field(metadata=meta("SSH host of the VM", "backend.lan",
+                                    pattern=r"^[A-Za-z0-9.:-]+$"))
+    user: str = field(metadata=meta("SSH user on the VM", "deploy",
+                                    pattern=r"^[a-z_][a-z0-9_-]*$"))
+    compose_file: str = field(metadata=meta("Compose file path inside the repository",
+                                            "clusters/homelab/backend-vm/docker-compose.yml"))
+    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the backend is healthy",
+                                          "http://backend.lan:8080/healthz",
+                                          pattern=r"^https?://\S+$"))
+    port: int = field(default=22, metadata=meta("SSH port", 22, minimum=1, maximum=65535))
+    identity_file: Optional[str] = field(default=None, metadata=meta(
+        "Private key for SSH (default: $GITOPSCTL_SSH_KEY_FILE, then ssh's defaults)",
+        "~/.ssh/id_ed25519"))
+    known_hosts: str = field(default="~/.ssh/known_hosts", metadata=meta(
+        "known_hosts file used for strict host-key checking", "~/.ssh/known_hosts"))
+    known_hosts_env: str = field(default="GITOPSCTL_KNOWN_HOSTS", metadata=meta(
+        "Environment variable whose content, when set, is used as known_hosts",
+        "GITOPSCTL_KNOWN_HOSTS", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"))
+    checkout: str = field(default="/opt/homelab", metadata=meta(
+        "Path of the repository checkout on the VM", "/opt/homelab", pattern=r"^/\S*$"))
+    compose_project: str = field(default="homelab", metadata=meta(
+        "docker compose project name", "homelab", pattern=_NAME_RE))
+    env_file: str = field(default=".gitopsctl/backend.env", metadata=meta(
+        "Env file sync writes the unsealed secrets to (relative to the checkout)",
+        ".gitopsctl/backend.env"))
+    sealed_secrets: tuple[str, ...] = field(default=(), metadata=meta(
+        "SealedSecret files (repo-relative) unsealed into the env file",
+        ["clusters/homelab/backend-vm/backend-secrets.sealed.yaml"]))
+    unseal_key: str = field(default="/etc/gitopsctl/sealing-key.pem", metadata=meta(
+        "The VM's private sealing key", "/etc/gitopsctl/sealing-key.pem"))
+    remote_command: str = field(default="gitopsctl", metadata=meta(
+        "gitopsctl executable on the VM", "/opt/gitopsctl/bin/gitopsctl", pattern=r"^[\w./-]+$"))
+    sync_interval: float = field(default=300.0, metadata=meta(
+        "How often the systemd timer syncs the VM", "5m", duration=True, minimum=10))
+
+
+@dataclass(frozen=True)
+class Targets:
+    kubernetes: Optional[KubernetesTarget] = field(default=None, metadata=meta(
+        "The Kubernetes cluster reconciled by Flux"))
+    vm: Optional[VMTarget] = field(default=None, metadata=meta(
+        "The VM running docker compose"))
+
+
+@dataclass(frozen=True)
+class Stage:
+    order: tuple[str, ...] = field(default=("frontend", "backend"), metadata=meta(
+        "Services in deploy order", ["frontend", "backend"]))
+    delay: float = field(default=60.0, metadata=meta(
+        "Pause after the first service is healthy before the next one starts", "60s",
+        duration=True, minimum=0, maximum=3600))
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    failure: float = field(default=300.0, metadata=meta(
+        "Deadline for a target to become healthy after a deploy", "5m",
+        duration=True, minimum=1, maximum=7200))
+    http: float = field(default=5.0, metadata=meta("Timeout of one HTTP health probe", "5s",
+                                                    duration=True, minimum=0.1, maximum=300))
+    ssh_connect: float = field(default=10.0, metadata=meta("SSH connect timeout", "10s",
+                                                           duration=True, minimum=1, maximum=300))
+    healthy_samples: int = field(default=3, metadata=meta(
+        "Consecutive healthy samples needed before a target counts as healthy", 3,
+        minimum=1, maximum=100))
+
+
+@dataclass(frozen=True)
+class Config:
+    registry: Registry = field(metadata=meta("The image registry (Harbor)"))
+    services: dict[str, Service] = field(metadata=meta("Services by name (frontend, backend)"))
+    targets: Targets = field(metadata=meta("Where services run"))
+    version: int = field(default=1, metadata=meta("Config format version", 1, choices=(1,)))
+    git: Git = field(default_factory=Git, metadata=meta("Git settings"))
+    stage: Stage = field(default_factory=Stage, metadata=meta("Stage order and delay"))
+    timeouts: Timeouts = field(default_factory=Timeouts, metadata=meta("Deadlines"))
+    state_dir: str = field(default=".gitopsctl", metadata=meta(
+        "Git-ignored directory (repo-relative) for build records and locks", ".gitopsctl"))
+    # Not read from the file: where it was loaded from.
+    path: Optional[Path] = field(default=None, compare=False, metadata={"internal": True})
+    root: Optional[Path] = field(default=None, compare=False, metadata={"internal": True})
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise ConfigError(f"no service named {name!r} in {self.path}",
+                              hint=f"known services: {', '.join(sorted(self.services))}") from None
+
+    def image_repository(self, service: str) -> str:
+        """registry-host/project/image, the name part of the service's image references."""
+        return f"{self.registry.host}/{self.registry.project}/{self.service(service).image}"
+
+    def resolve(self, relative: str) -> Path:
+        """A repo-relative path from the config made absolute."""
+        base = self.root or (self.path.parent if self.path else Path.cwd())
+        return (base / relative).resolve()
+
+
+# ---------------------------------------------------------------- loading
+
+def find_repo_root(start: Path) -> Path | None:
+    for candidate in [start, *start.parents]:
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def default_config_path(cwd: Path | None = None) -> Path:
+    cwd = (cwd or Path.cwd()).resolve()
+    root = find_repo_root(cwd)
+    return (root or cwd) / CONFIG_FILENAME
+
+
+def load(path: Path | str, *, root: Path | None = None,
+         environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read, validate and freeze a config file. Raises ConfigError, never anything else."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist",
+                          hint="create one from examples/gitopsctl.yaml, or pass --config PATH "
+                               "(or set GITOPSCTL_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
+        raise ConfigError(f"not valid YAML: {exc.problem or exc.context}", location=loc,
+                          hint="check indentation and quoting around this position") from None
+    if data is None:
+        data = {}
+    loader = _Loader(str(path))
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys", location=Location(str(path), 1, 1),
+                          hint="start with `registry:`, `services:` and `targets:` (see examples/gitopsctl.yaml)")
+    data = _apply_env_overrides(data, environ if environ is not None else os.environ)
+    config = loader.build(Config, data, "", None)
+    config = dataclasses.replace(config, path=path.resolve(),
+                                 root=(root or find_repo_root(path.resolve().parent) or path.resolve().parent))
+    _cross_check(config, data, loader)
+    return config
+
+
+def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str]) -> dict:
+    """GITOPSCTL_STAGE__DELAY=0 sets stage.delay; the value is parsed as YAML."""
+    from ruamel.yaml import YAML
+
+    reserved = {"CONFIG", "REPO", "OUTPUT", "VERBOSE", "NO_COLOR", "KNOWN_HOSTS", "SSH_KEY_FILE"}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        name = key[len(ENV_PREFIX):]
+        if name in reserved:
+            continue
+        parts = [p.lower() for p in name.split("__")]
+        node = data
+        for part in parts[:-1]:
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(nxt, dict):
+                from ruamel.yaml.comments import CommentedMap
+
+                nxt = CommentedMap()
+                node[part] = nxt
+            node = nxt
+        value = YAML(typ="safe").load(raw) if raw.strip() else raw
+        node[parts[-1]] = value
+    return data
+
+
+def _position(node: Any, key: Any, *, value: bool = False) -> tuple[int, int] | None:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if isinstance(node, dict):
+            line, col = lc.value(key) if value else lc.key(key)
+        else:
+            line, col = lc.item(key)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return None
+    return line + 1, col + 1
+
+
+class _Loader:
+    def __init__(self, filename: str):
+        self.filename = filename
+
+    def where(self, parent: Any, key: Any, *, value: bool = True) -> Location:
+        pos = _position(parent, key, value=value) if parent is not None else None
+        if pos is None and parent is not None:
+            pos = _position(parent, key, value=False)
+        if pos is None:
+            pos = (getattr(getattr(parent, "lc", None), "line", 0) + 1, 1) if parent is not None else (1, 1)
+        return Location(self.filename, *pos)
+
+    def fail(self, parent: Any, key: Any, dotted: str, expected: str, example: Any,
+             got: Any = None, *, value: bool = True) -> typing.NoReturn:
+        shown = "" if got is None else f", got {_describe(got)}"
+        hint = f"example: {dotted.split('.')[-1]}: {_yaml_example(example)}" if example is not None else None
+        raise ConfigError(f"{dotted}: expected {expected}{shown}",
+                          location=self.where(parent, key, value=value), hint=hint,
+                          details={"key": dotted, "expected": expected})
+
+    def build(self, cls: type, data: Any, prefix: str, parent: Any, key: Any = None):
+        hints = typing.get_type_hints(cls)
+        if not isinstance(data, dict):
+            self.fail(parent, key, prefix or "(top level)", "a mapping", None, data)
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        for k in data:
+            if k not in fields:
+                close = difflib.get_close_matches(str(k), list(fields), n=1)
+                dotted = f"{prefix}.{k}" if prefix else str(k)
+                hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(fields)}"
+                raise ConfigError(f"{dotted}: unknown key", location=self.where(data, k, value=False),
+                                  hint=hint, details={"key": dotted})
+        kwargs = {}
+        for name, f in fields.items():
+            dotted = f"{prefix}.{name}" if prefix else name
+            if name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    where = self.where(parent, key, value=False) if parent is not None else Location(self.filename, 1, 1)
+                    example = f.metadata.get("example")
+                    raise ConfigError(f"{dotted}: required key is missing", location=where,
+                                      hint=f"add `{name}: {_yaml_example(example)}`" if example is not None
+                                      else f"add a `{name}:` section (see examples/gitopsctl.yaml)",
+                                      details={"key": dotted})
+                continue
+            kwargs[name] = self.convert(hints[name], data[name], dotted, data, name, f.metadata)
+        return cls(**kwargs)
+
+    def convert(self, tp: Any, value: Any, dotted: str, parent: Any, key: Any, md: dict):
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        example = md.get("example")
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if value is None:
+                return None
+            return self.convert(inner[0], value, dotted, parent, key, md)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, dotted, parent, key)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list):
+                self.fail(parent, key, dotted, "a list of strings", example, value)
+            out = []
+            for i, item in enumerate(value):
+                out.append(self.convert(args[0], item, f"{dotted}[{i}]", value, i, {}))
+            return tuple(out)
+        if origin is dict:
+            if not isinstance(value, dict):
+                self.fail(parent, key, dotted, "a mapping of names", example, value)
+            out = {}
+            for k, v in value.items():
+                if not isinstance(k, str) or not re.match(_NAME_RE, k):
+                    self.fail(value, k, f"{dotted}.{k}", "a lowercase name like `frontend`",
+                              "frontend", k, value=False)
+                out[k] = self.convert(args[1], v, f"{dotted}.{k}", value, k, md)
+            return out
+        if md.get("duration"):
+            return self._duration(value, dotted, parent, key, md)
+        if tp is bool:
+            if not isinstance(value, bool):
+                self.fail(parent, key, dotted, "true or false", example, value)
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(parent, key, dotted, "a whole number", example, value)
+            self._range(value, dotted, parent, key, md)
+            self._choices(value, dotted, parent, key, md)
+            return value
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(parent, key, dotted, "a number", example, value)
+            self._range(value, dotted, parent, key, md)
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str) or not value.strip():
+                self.fail(parent, key, dotted, "a non-empty string", example, value)
+            pattern = md.get("pattern")
+            if pattern and not re.match(pattern, value):
+                self.fail(parent, key, dotted, f"a string matching {pattern}", example, value)
+            self._choices(value, dotted, parent, key, md)
+            return str(value)
+        raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
+
+    def _duration(self, value, dotted, parent, key, md) -> float:
+        seconds: float | None = None
+        if isinstance(value, bool):
+            seconds = None
+        elif isinstance(value, (int, float)):
+            seconds = float(value)
+        elif isinstance(value, str):
+            m = _DURATION_RE.match(value)
+            if m:
+                factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+                seconds = float(m.group(1)) * factor
+        if seconds is None:
+            self.fail(parent, key, dotted, "a duration: seconds as a number, or like 90s, 5m, 1h",
+                      md.get("example"), value)
+        self._range(seconds, dotted, parent, key, md, unit="s")
+        return seconds
+
+    def _range(self, value, dotted, parent, key, md, unit: str = "") -> None:
+        lo, hi = md.get("minimum"), md.get("maximum")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"between {lo:g}{unit} and {hi:g}{unit}" if hi is not None else f"at least {lo:g}{unit}"
+            self.fail(parent, key, dotted, f"a value {bounds}", md.get("example"), value)
+
+    def _choices(self, value, dotted, parent, key, md) -> None:
+        choices = md.get("choices")
+        if choices and value not in choices:
+            self.fail(parent, key, dotted, "one of " + ", ".join(map(str, choices)),
+                      choices[0], value)
+
+
+def _cross_check(config: Config, data: dict, loader: _Loader) -> None:
+    services = data.get("services") or {}
+    for i, name in enumerate(config.stage.order):
+        if name not in config.services:
+            stage = data.get("stage") or {}
+            order = stage.get("order") if isinstance(stage, dict) else None
+            parent, key = (order, i) if isinstance(order, list) else (data, "stage")
+            raise ConfigError(f"stage.order[{i}]: unknown service {name!r}",
+                              location=loader.where(parent, key),
+                              hint=f"use one of: {', '.join(config.services)}",
+                              details={"key": f"stage.order[{i}]"})
+    for name, svc in config.services.items():
+        if getattr(config.targets, svc.target) is None:
+            raise ConfigError(
+                f"services.{name}.target: target {svc.target!r} is not configured",
+                location=loader.where(services.get(name), "target"),
+                hint=f"add a `targets.{svc.target}:` section, or change the service's target",
+                details={"key": f"services.{name}.target"})
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {str(value)!r}"
+
+
+def _yaml_example(example: Any) -> str:
+    if isinstance(example, list):
+        return "[" + ", ".join(str(e) for e in example) + "]"
+    if isinstance(example, bool):
+        return "true" if example else "false"
+    return str(example)
