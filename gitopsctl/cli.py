@@ -230,6 +230,15 @@ def status(
     _run(ctx, "status", limit=limit, health=health)
 
 
+@app.command("config")
+def config_command(
+    ctx: typer.Context,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema for editors instead")] = False,
+) -> None:
+    """Validate gitopsctl.yaml and print the effective configuration (defaults and env applied)."""
+    _run(ctx, "config", schema=schema)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, prog_name="gitopsctl")

@@ -270,7 +270,7 @@ def load(path: Path | str, *, root: Path | None = None,
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", location=Location(str(path), 1, 1),
                           hint="start with `registry:`, `services:` and `targets:` (see examples/gitopsctl.yaml)")
-    data = _apply_env_overrides(data, environ if environ is not None else os.environ)
+    data = _apply_env_overrides(data, environ if environ is not None else os.environ, loader)
     config = loader.build(Config, data, "", None)
     config = dataclasses.replace(config, path=path.resolve(),
                                  root=(root or find_repo_root(path.resolve().parent) or path.resolve().parent))
@@ -278,7 +278,7 @@ def load(path: Path | str, *, root: Path | None = None,
     return config
 
 
-def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str]) -> dict:
+def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str], loader: "_Loader") -> dict:
     """GITOPSCTL_STAGE__DELAY=0 sets stage.delay; the value is parsed as YAML."""
     from ruamel.yaml import YAML
 
@@ -301,6 +301,7 @@ def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str]) -> dict:
             node = nxt
         value = YAML(typ="safe").load(raw) if raw.strip() else raw
         node[parts[-1]] = value
+        loader.from_env[(id(node), parts[-1])] = key
     return data
 
 
@@ -321,13 +322,18 @@ def _position(node: Any, key: Any, *, value: bool = False) -> tuple[int, int] | 
 class _Loader:
     def __init__(self, filename: str):
         self.filename = filename
+        self.from_env: dict[tuple[int, Any], str] = {}
 
     def where(self, parent: Any, key: Any, *, value: bool = True) -> Location:
+        env_name = self.from_env.get((id(parent), key))
+        if env_name:
+            return Location(f"environment variable {env_name}")
         pos = _position(parent, key, value=value) if parent is not None else None
         if pos is None and parent is not None:
             pos = _position(parent, key, value=False)
         if pos is None:
-            pos = (getattr(getattr(parent, "lc", None), "line", 0) + 1, 1) if parent is not None else (1, 1)
+            line = getattr(getattr(parent, "lc", None), "line", None)
+            pos = (line + 1, 1) if line is not None else (1, 1)
         return Location(self.filename, *pos)
 
     def fail(self, parent: Any, key: Any, dotted: str, expected: str, example: Any,
