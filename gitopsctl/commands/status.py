@@ -1,9 +1,99 @@
-"""gitopsctl status."""
+"""gitopsctl status: per target the live source, image and health; recent history.
+
+Everything but health comes from the trailers in `git log` of the remote branch.
+"""
 
 from __future__ import annotations
 
-from gitopsctl.errors import NotImplementedYet
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from gitopsctl import repo as gitrepo
+from gitopsctl.deploys import read_state
+from gitopsctl.deploys_git import remote_ref
+from gitopsctl.errors import GitopsctlError
+from gitopsctl.health import HealthReport
 
 
-def status(ctx, **options):
-    raise NotImplementedYet("status")
+@dataclass
+class StatusResult:
+    branch: str
+    tip: str
+    services: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    exit_code: int = 0
+
+    def to_dict(self) -> dict:
+        return {"branch": self.branch, "tip": self.tip, "services": self.services,
+                "history": self.history}
+
+    def render_text(self, console: Any) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"live on {self.branch} @ {self.tip[:7]}", title_justify="left")
+        for column in ("service", "target", "source", "image", "deployed", "health"):
+            table.add_column(column)
+        for svc in self.services:
+            health = svc.get("health")
+            shown = "-" if health is None else ("healthy" if health["healthy"] else
+                                                f"UNHEALTHY: {health['reason']}")
+            table.add_row(svc["service"], svc["target"], (svc["source"] or "-")[:7],
+                          svc["image"] or "-", _when(svc["deployed_at"]), shown)
+        console.print(table)
+        history = Table(title="recent deploys and rollbacks", title_justify="left")
+        for column in ("when", "commit", "kind", "service", "source", "detail"):
+            history.add_column(column)
+        for item in self.history:
+            detail = item.get("image") or item.get("reason") or ""
+            if item["kind"] == "deploy" and item.get("reverted"):
+                detail += " (reverted)"
+            history.add_row(_when(item["timestamp"]), item["commit"][:7], item["kind"],
+                            item.get("service") or "both", (item.get("source") or "-")[:7], detail)
+        console.print(history)
+
+
+def _when(ts: int | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def status(ctx, *, limit: int = 10, health: bool = True) -> StatusResult:
+    config = ctx.config
+    root = ctx.repo
+    try:
+        gitrepo.fetch(root, config.git.remote, config.git.branch)
+        ref = remote_ref(config)
+    except GitopsctlError as exc:  # offline at 2 a.m. still shows what the clone knows
+        ctx.reporter.warning(f"cannot fetch, showing the local clone: {exc.message}")
+        ref = "HEAD"
+    state = read_state(root, ref)
+    result = StatusResult(branch=config.git.branch, tip=state.tip)
+    for service in config.stage.order:
+        live = state.live(service)
+        entry = {"service": service, "target": config.service(service).target,
+                 "source": live.source if live else None, "image": live.image if live else None,
+                 "commit": live.commit if live else None,
+                 "deployed_at": live.timestamp if live else None, "health": None}
+        if health:
+            entry["health"] = _health(ctx, service).to_dict()
+        result.services.append(entry)
+    for record in state.records[:limit]:
+        item = record.to_dict()
+        item["reverted"] = record.kind == "deploy" and state.is_reverted(record.commit)
+        result.history.append(item)
+    return result
+
+
+def _health(ctx, service: str) -> HealthReport:
+    from gitopsctl.targets.factory import target_for
+
+    try:
+        target = target_for(ctx.config, service, environ=ctx.environ, progress=ctx.reporter.debug,
+                            reporter=ctx.reporter)
+        report = target.check_health()
+    except GitopsctlError as exc:
+        report = HealthReport(target=service, healthy=False, reason=exc.message)
+    report.target = service
+    return report

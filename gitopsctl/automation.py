@@ -1,0 +1,109 @@
+"""Single writer: suspend Flux image automation in git while a rollback stands.
+
+If a Flux ImageUpdateAutomation writes the same setter markers as gitopsctl, it would
+bump the image straight back after a rollback. The rollback commit therefore sets
+`spec.suspend: true` on it (Flux applies that from git like any other change) and the
+next successful stage sets it back to false. The edit touches only that one value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitopsctl.errors import InputError, Location
+
+KIND = "ImageUpdateAutomation"
+
+
+@dataclass(frozen=True)
+class AutomationFile:
+    path: Path
+    name: str
+    namespace: str
+    suspended: bool
+
+
+def find(root: Path, name: str, namespace: str) -> AutomationFile | None:
+    """The manifest under `root` that declares ImageUpdateAutomation namespace/name."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe")
+    for path in sorted(root.rglob("*.y*ml")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if KIND not in text:
+            continue
+        try:
+            docs = list(yaml.load_all(text))
+        except Exception:
+            continue  # `check` reports unparsable files; here they simply are not ours
+        for doc in docs:
+            if not isinstance(doc, dict) or doc.get("kind") != KIND:
+                continue
+            meta = doc.get("metadata") or {}
+            if meta.get("name") == name and (meta.get("namespace") or "flux-system") == namespace:
+                spec = doc.get("spec") or {}
+                return AutomationFile(path, name, namespace, bool(spec.get("suspend")))
+    return None
+
+
+def set_suspended(found: AutomationFile, suspended: bool) -> bool:
+    """Write spec.suspend; returns False when it already had that value."""
+    if found.suspended == suspended:
+        return False
+    raw = found.path.read_bytes()
+    newline = "\r\n" if b"\r\n" in raw else "\n"
+    text = raw.decode("utf-8")
+    new_text = _edit(text, found, suspended, newline)
+    from gitopsctl.setters import write_atomic
+
+    write_atomic(found.path, new_text)
+    return True
+
+
+def _edit(text: str, found: AutomationFile, suspended: bool, newline: str) -> str:
+    from ruamel.yaml import YAML
+
+    value = "true" if suspended else "false"
+    lines = text.splitlines(keepends=True)
+    offset = 0  # line index where the current document starts
+    for chunk in _documents(lines):
+        doc = YAML(typ="rt").load("".join(chunk))
+        if isinstance(doc, dict) and doc.get("kind") == KIND \
+                and (doc.get("metadata") or {}).get("name") == found.name:
+            spec = doc.get("spec")
+            if not isinstance(spec, dict):
+                raise InputError(f"{KIND} {found.name} has no spec mapping",
+                                 location=Location(str(found.path)),
+                                 hint="add `spec:` with the automation settings")
+            if "suspend" in spec:
+                line, _ = spec.lc.value("suspend")
+                idx = offset + line
+                old = lines[idx]
+                m = re.match(r"(\s*suspend\s*:\s*)(\S+)(.*)", old, re.DOTALL)
+                if not m:
+                    raise InputError(f"cannot edit spec.suspend of {KIND} {found.name}",
+                                     location=Location(str(found.path), idx + 1))
+                lines[idx] = m.group(1) + value + m.group(3)
+            else:
+                first_key = next(iter(spec))
+                line, col = spec.lc.key(first_key)
+                idx = offset + line
+                lines.insert(idx, " " * col + f"suspend: {value}" + newline)
+            return "".join(lines)
+        offset += len(chunk)
+    raise InputError(f"{KIND} {found.name} not found in {found.path}")
+
+
+def _documents(lines: list[str]) -> list[list[str]]:
+    """Split on `---` lines, keeping every line in exactly one chunk."""
+    chunks: list[list[str]] = [[]]
+    for line in lines:
+        if line.rstrip("\r\n").rstrip() == "---" and chunks[-1]:
+            chunks.append([])
+        chunks[-1].append(line)
+    return chunks

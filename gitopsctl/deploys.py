@@ -1,0 +1,102 @@
+"""What git says is deployed: live deploys, rollbacks, and who supersedes whom.
+
+Everything here is derived from the trailers in `git log` of the remote branch, so a
+crashed or cancelled run can always be resumed from the same facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitopsctl import repo as gitrepo
+from gitopsctl.errors import Superseded
+from gitopsctl.repo import DeployRecord
+
+
+@dataclass
+class DeployState:
+    """Deploy and rollback records of one branch tip, newest first."""
+
+    tip: str
+    records: list[DeployRecord]
+    reverted: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for record in self.records:
+            if record.kind == "rollback":
+                self.reverted.update(record.reverts)
+
+    def is_reverted(self, commit: str) -> bool:
+        return any(commit.startswith(p) for p in self.reverted if len(p) >= 7)
+
+    @property
+    def deploys(self) -> list[DeployRecord]:
+        return [r for r in self.records if r.kind == "deploy"]
+
+    @property
+    def rollbacks(self) -> list[DeployRecord]:
+        return [r for r in self.records if r.kind == "rollback"]
+
+    def live(self, service: str) -> DeployRecord | None:
+        """The newest deploy of `service` that no rollback reverted: what runs, per git."""
+        return next((r for r in self.deploys
+                     if r.service == service and not self.is_reverted(r.commit)), None)
+
+    def live_of_source(self, source: str) -> list[DeployRecord]:
+        """Not-yet-reverted deploy commits of one source, newest first."""
+        return [r for r in self.deploys
+                if _same(r.source, source) and not self.is_reverted(r.commit)]
+
+    def rollback_of(self, source: str) -> DeployRecord | None:
+        return next((r for r in self.rollbacks if _same(r.source, source)), None)
+
+    def latest_live_source(self) -> str | None:
+        newest = next((r for r in self.deploys if not self.is_reverted(r.commit)), None)
+        return newest.source if newest else None
+
+    def newer_than(self, commit: str) -> list[DeployRecord]:
+        """Live deploys recorded after `commit` on this branch."""
+        out = []
+        for record in self.deploys:
+            if record.commit == commit:
+                break
+            if not self.is_reverted(record.commit):
+                out.append(record)
+        return out
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    n = min(len(a), len(b))
+    return n >= 7 and a[:n].lower() == b[:n].lower()
+
+
+def read_state(repo_path: Path, rev: str) -> DeployState:
+    tip = gitrepo.resolve_commit(repo_path, rev)
+    return DeployState(tip=tip, records=gitrepo.deploy_log(repo_path, tip))
+
+
+def ensure_not_superseded(repo_path: Path, state: DeployState, source: str,
+                          services: list[str] | tuple[str, ...]) -> None:
+    """Raise Superseded when a newer source is already deployed for any of `services`.
+
+    Newer means: a different source of which ours is an ancestor. Two unrelated sources
+    (say, a revert of history by hand) are not ordered, so neither supersedes the other.
+    """
+    for service in services:
+        live = state.live(service)
+        if live is None or live.source is None or _same(live.source, source):
+            continue
+        try:
+            ours_is_older = gitrepo.is_ancestor(repo_path, source, live.source)
+        except Exception:  # the other source is not in this clone: cannot be ordered
+            ours_is_older = False
+        if ours_is_older:
+            raise Superseded(
+                f"{service}: source {source[:7]} is older than {live.source[:7]}, which is "
+                f"already deployed (commit {live.commit[:7]}); nothing changed",
+                hint="a newer pipeline deployed after this one started; nothing to do",
+                details={"service": service, "live_source": live.source,
+                         "live_commit": live.commit, "source": source})
