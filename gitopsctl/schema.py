@@ -97,5 +97,65 @@ def render() -> str:
     return json.dumps(schema(), indent=2) + "\n"
 
 
+def _type_name(prop: dict) -> str:
+    if "anyOf" in prop:
+        kinds = [_type_name(p) for p in prop["anyOf"]]
+        if kinds == ["number", "string"]:
+            return "duration"
+        return " or ".join(k for k in kinds if k != "null") + (" (optional)" if "null" in kinds else "")
+    kind = prop.get("type", "?")
+    if kind == "array":
+        return f"list of {_type_name(prop['items'])}"
+    if kind == "object" and "additionalProperties" in prop and isinstance(prop["additionalProperties"], dict):
+        return "map of name to section"
+    return kind
+
+
+def _rows(obj: dict, prefix: str, out: list[str]) -> None:
+    required = set(obj.get("required", []))
+    nested = []
+    for name, prop in obj["properties"].items():
+        key = f"{prefix}{name}"
+        target = prop
+        if "anyOf" in prop and prop["anyOf"][0].get("type") == "object":
+            target = prop["anyOf"][0]
+        if target.get("type") == "object" and "properties" in target:
+            nested.append((key, target, prop))
+            out.append(f"| `{key}` | section{' (optional)' if 'anyOf' in prop else ''} | "
+                       f"{'yes' if name in required else ''} | | {prop.get('description', '')} |")
+            continue
+        if target.get("type") == "object" and isinstance(target.get("additionalProperties"), dict):
+            nested.append((f"{key}.<name>", target["additionalProperties"], prop))
+            out.append(f"| `{key}` | {_type_name(target)} | {'yes' if name in required else ''} | | "
+                       f"{prop.get('description', '')} |")
+            continue
+        default = prop.get("default")
+        shown = "" if default is None else f"`{json.dumps(default)}`"
+        extra = ""
+        if "enum" in target:
+            extra = " One of: " + ", ".join(f"`{v}`" for v in target["enum"]) + "."
+        out.append(f"| `{key}` | {_type_name(prop)} | {'yes' if name in required else ''} | {shown} | "
+                   f"{prop.get('description', '')}.{extra} |")
+    for key, target, _ in nested:
+        _rows(target, key + ".", out)
+
+
+def markdown() -> str:
+    """The configuration reference (docs/configuration.md), generated from the schema."""
+    lines = ["# Configuration reference", "",
+             "Generated from the config dataclasses by `python -m gitopsctl.schema --markdown`;",
+             "do not edit by hand. A commented example is in `examples/gitopsctl.yaml`, the JSON Schema",
+             "in `gitopsctl/schema/gitopsctl.schema.json`.", "",
+             "Durations take seconds as a number, or a string such as `90s`, `5m`, `1h`. Any value can",
+             "be overridden from the environment as `GITOPSCTL_<SECTION>__<KEY>` (for example",
+             "`GITOPSCTL_STAGE__DELAY=0`). Credentials never appear in this file: only the names of",
+             "the environment variables that hold them.", "",
+             "| key | type | required | default | meaning |", "|---|---|---|---|---|"]
+    _rows(schema(), "", lines)
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    print(markdown() if "--markdown" in sys.argv else render(), end="")

@@ -154,3 +154,11 @@ def test_example_config_validates_against_the_schema():
     bad["stage"]["delay"] = "soon"
     with __import__("pytest").raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_configuration_reference_is_generated_from_the_schema():
+    from gitopsctl.schema import markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == markdown(), "regenerate: python -m gitopsctl.schema --markdown > docs/configuration.md"
+    assert "`timeouts.failure`" in doc.read_text()
