@@ -13,10 +13,51 @@ from pathlib import Path
 from typing import Annotated, Callable, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from gitopsctl import __version__
 
+# Subcommands are registered on `commands` and turned into click commands one at a
+# time, on demand: `gitopsctl --help` and `gitopsctl bump` never pay for building
+# the other ten from their signatures.
+commands = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        return [_name(info) for info in commands.registered_commands]
+
+    def get_command(self, ctx, cmd_name: str):
+        import typer.main
+
+        for info in commands.registered_commands:
+            if _name(info) == cmd_name:
+                return typer.main.get_command_from_info(
+                    info, pretty_exceptions_short=True, rich_markup_mode=None)
+        return None
+
+    def format_commands(self, ctx, formatter) -> None:
+        from typer._click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(_name(info), make_default_short_help(_summary(info), limit))
+                for info in commands.registered_commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _name(info) -> str:
+    return info.name or info.callback.__name__.replace("_", "-")
+
+
+def _summary(info) -> str:
+    doc = info.help or info.callback.__doc__ or ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="gitopsctl",
     help="A homelab git repository that deploys itself and heals itself.\n\n"
          "Exit codes: 0 ok; 1 failed (deploy rolled back, or check found problems); "
@@ -92,7 +133,7 @@ def _services(values: Optional[List[ServiceChoice]]) -> list[str]:
     return [v.value for v in values] if values else ["all"]
 
 
-@app.command()
+@commands.command()
 def build(
     ctx: typer.Context,
     source: Annotated[Optional[str], typer.Option(
@@ -107,7 +148,7 @@ def build(
          no_cache=no_cache)
 
 
-@app.command()
+@commands.command()
 def bump(
     ctx: typer.Context,
     path: Annotated[Optional[List[Path]], typer.Option(
@@ -128,7 +169,7 @@ def bump(
          commit=not no_commit and not dry_run, push=not no_push, dry_run=dry_run)
 
 
-@app.command()
+@commands.command()
 def stage(
     ctx: typer.Context,
     source: Annotated[Optional[str], typer.Option(
@@ -142,7 +183,7 @@ def stage(
     _run(ctx, "stage", source=source, delay=delay, timeout=timeout)
 
 
-@app.command()
+@commands.command()
 def verify(
     ctx: typer.Context,
     target: Annotated[Optional[List[TargetChoice]], typer.Option(
@@ -154,7 +195,7 @@ def verify(
     _run(ctx, "verify", targets=[t.value for t in target] if target else [], timeout=timeout)
 
 
-@app.command()
+@commands.command()
 def rollback(
     ctx: typer.Context,
     to: Annotated[Optional[str], typer.Option(
@@ -173,7 +214,7 @@ def rollback(
          verify=not no_verify)
 
 
-@app.command()
+@commands.command()
 def check(
     ctx: typer.Context,
     paths: Annotated[Optional[List[Path]], typer.Argument(
@@ -183,7 +224,7 @@ def check(
     _run(ctx, "check", paths=paths or [])
 
 
-@app.command()
+@commands.command()
 def seal(
     ctx: typer.Context,
     cert: Annotated[Path, typer.Option(
@@ -196,7 +237,7 @@ def seal(
     _run(ctx, "seal", cert=cert, scope=scope.value, file=file)
 
 
-@app.command()
+@commands.command()
 def unseal(
     ctx: typer.Context,
     key: Annotated[Path, typer.Option(metavar="KEY.pem", help="Private sealing key")],
@@ -207,7 +248,7 @@ def unseal(
     _run(ctx, "unseal", key=key, file=file)
 
 
-@app.command()
+@commands.command()
 def sync(
     ctx: typer.Context,
     revision: Annotated[Optional[str], typer.Option(
@@ -219,7 +260,7 @@ def sync(
     _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout)
 
 
-@app.command()
+@commands.command()
 def status(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="How many deploys and rollbacks to list")] = 10,
@@ -230,7 +271,7 @@ def status(
     _run(ctx, "status", limit=limit, health=health)
 
 
-@app.command("config")
+@commands.command("config")
 def config_command(
     ctx: typer.Context,
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema for editors instead")] = False,
