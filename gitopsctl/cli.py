@@ -158,7 +158,7 @@ def bump(
     service: Annotated[Optional[List[ServiceChoice]], typer.Option(
         help="Pipeline mode: bump this service's markers from the build record")] = None,
     source: Annotated[Optional[str], typer.Option(
-        metavar="SHA", help="Pipeline mode: the app commit that was built")] = None,
+        metavar="SHA", help="Pipeline mode: the app commit that was built [default: HEAD]")] = None,
     no_commit: Annotated[bool, typer.Option("--no-commit", help="Edit files, do not commit or push")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Commit but do not push")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes, write nothing")] = False,
@@ -255,9 +255,12 @@ def sync(
         metavar="SHA", help="Move to this commit [default: the tip of the remote branch]")] = None,
     wait_timeout: Annotated[Optional[float], typer.Option(
         metavar="SECONDS", help="compose up --wait-timeout [default: timeouts.failure]")] = None,
+    systemd_units: Annotated[Optional[Path], typer.Option(
+        "--systemd-units", metavar="DIR",
+        help="Write gitopsctl-sync.service and .timer (from the config) into DIR; do not sync")] = None,
 ) -> None:
     """On the VM: fast-forward the checkout, unseal secrets, docker compose pull and up."""
-    _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout)
+    _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout, systemd_units=systemd_units)
 
 
 @commands.command()

@@ -1,0 +1,86 @@
+"""The VM's systemd units (gitopsctl-sync.service and .timer), rendered from the config.
+
+The templates ship in gitopsctl/data/systemd/; the timer period is
+targets.vm.sync_interval and the run's deadline follows timeouts.failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from gitopsctl.errors import ConfigError, UsageError
+
+UNIT_NAMES = ("gitopsctl-sync.service", "gitopsctl-sync.timer")
+# systemd splits ExecStart on whitespace and expands % and $; keep paths plain.
+_PLAIN_PATH = re.compile(r"^/[\w./+-]*$")
+
+
+def default_executable(remote_command: str) -> str:
+    """An absolute path for ExecStart: the configured command, resolved on this machine."""
+    if remote_command.startswith("/"):
+        return remote_command
+    found = shutil.which(remote_command)
+    if found:
+        return os.path.abspath(found)
+    beside = Path(sys.executable).parent / remote_command
+    if beside.is_file():
+        return str(beside)
+    raise UsageError(f"cannot find {remote_command!r} on PATH to put in ExecStart",
+                     hint="set targets.vm.remote_command to the absolute path of gitopsctl on the VM")
+
+
+def render_units(config, executable: str | None = None) -> dict[str, str]:
+    vm = config.targets.vm
+    if vm is None:
+        raise ConfigError("targets.vm is not configured", hint="add a `targets.vm:` section")
+    exe = executable or default_executable(vm.remote_command)
+    for what, value in (("executable", exe), ("targets.vm.checkout", vm.checkout)):
+        if not _PLAIN_PATH.match(value):
+            raise ConfigError(f"{what}: {value!r} cannot go into a systemd unit as is",
+                              hint="use an absolute path of letters, digits and . _ + - /")
+    interval = max(10, int(round(vm.sync_interval)))
+    wait = max(1, int(round(config.timeouts.failure)))
+    values = {
+        "user": vm.user,
+        "checkout": vm.checkout,
+        "executable": exe,
+        "wait_timeout": str(wait),
+        # lock wait and health sampling share the deadline; git and pull get a margin
+        "start_timeout": f"{wait * 2 + 120}s",
+        "interval": f"{interval}s",
+        "jitter": f"{max(1, min(30, interval // 10))}s",
+    }
+    out = {}
+    for name in UNIT_NAMES:
+        template = resources.files("gitopsctl").joinpath("data", "systemd", name).read_text()
+        out[name] = Template(template).substitute(values)
+    return out
+
+
+def write_units(units: dict[str, str], directory: Path) -> list[Path]:
+    """Write each unit atomically (temp + rename), mode 0644."""
+    import tempfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in units.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, directory / name)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        written.append(directory / name)
+    return written
