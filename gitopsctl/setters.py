@@ -1,0 +1,494 @@
+"""Flux `$imagepolicy` setter markers: find marked scalars and edit them in place.
+
+A marker is a line comment holding JSON, right after a scalar value:
+
+    image: harbor.lan/homelab/frontend:main-1a2b3c4-1 # {"$imagepolicy": "flux-system:frontend"}
+    newTag: main-1a2b3c4-1 # {"$imagepolicy": "flux-system:frontend:tag"}
+
+`NS:NAME` holds a whole reference (name:tag, plus @digest when the new value has one);
+`NS:NAME:tag`, `:name` and `:digest` hold only that part, as in Flux's
+image-automation-controller.
+
+Flux re-serialises every file it touches. Here the scalar is located with ruamel.yaml's
+event parser (exact character offsets) and the new text is spliced into the original
+text, so every character outside the scalar stays as it was: comments, quoting,
+indentation, CRLF, anchors, flow styles, document markers and the final newline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from gitopsctl.errors import ExternalError, InputError, Location
+from gitopsctl.imageref import ImageReference
+
+TOKEN = "$imagepolicy"
+YAML_SUFFIXES = (".yaml", ".yml")
+FIELDS = ("image", "tag", "name", "digest")
+
+# After a scalar ends, a line comment is blanks, '#', then the rest of the line.
+_TRAILING_COMMENT = re.compile(r"[ \t]+#([^\r\n]*)")
+_POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One marked scalar in one file. Offsets index the decoded text; line/column are 1-based."""
+
+    file: str
+    line: int
+    column: int
+    setter: str          # the marker's value as written, e.g. "flux-system:frontend:tag"
+    policy: str          # "flux-system:frontend"
+    field: str           # image | tag | name | digest
+    value: str           # the scalar's current value
+    style: str | None    # None (plain), "'" or '"'
+    start: int
+    end: int
+    yaml_path: str       # e.g. spec.template.spec.containers[0].image
+    document: int = 0
+
+    @property
+    def location(self) -> Location:
+        return Location(self.file, self.line, self.column)
+
+
+@dataclass(frozen=True)
+class MalformedMarker:
+    """A comment that mentions $imagepolicy but that Flux would not understand."""
+
+    file: str
+    line: int
+    column: int
+    comment: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    marker: Marker
+    new_value: str
+    new_text: str        # what replaces text[marker.start:marker.end]
+
+    @property
+    def old_value(self) -> str:
+        return self.marker.value
+
+    def to_dict(self) -> dict:
+        m = self.marker
+        return {"file": m.file, "line": m.line, "column": m.column, "setter": m.setter,
+                "policy": m.policy, "field": m.field, "yaml_path": m.yaml_path,
+                "old": m.value, "new": self.new_value}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A marker for a policy we were given but with no value for its part (e.g. :digest)."""
+
+    marker: Marker
+    reason: str
+
+
+@dataclass
+class FileScan:
+    path: Path
+    display: str
+    text: str
+    markers: list[Marker] = field(default_factory=list)
+    malformed: list[MalformedMarker] = field(default_factory=list)
+
+
+@dataclass
+class FilePlan:
+    scan: FileScan
+    changes: list[Change]
+    new_text: str
+
+    @property
+    def changed(self) -> bool:
+        return self.new_text != self.scan.text
+
+
+# ---------------------------------------------------------------- finding
+
+def read_text(path: Path, display: str) -> str:
+    """Decode without newline translation, so CRLF and a missing final newline survive."""
+    return _decode(_read_bytes(path, display), display)
+
+
+def read_if_marked(path: Path, display: str) -> str | None:
+    """The decoded text, or None when the file never mentions the token (then not decoded)."""
+    data = _read_bytes(path, display)
+    return _decode(data, display) if _TOKEN_BYTES in data else None
+
+
+_TOKEN_BYTES = TOKEN.encode()
+
+
+def _read_bytes(path: Path, display: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {display}: {exc.strerror or exc}",
+                         location=Location(display)) from None
+
+
+def _decode(data: bytes, display: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte {exc.start})", location=Location(display, line),
+                         hint="YAML files must be UTF-8 encoded") from None
+
+
+def scan_text(text: str, display: str, path: Path | None = None) -> FileScan:
+    """Parse `text` and collect its markers. Raises InputError (file:line:column) on bad YAML."""
+    scan = FileScan(path=path or Path(display), display=display, text=text)
+    if TOKEN not in text:  # Flux screens files the same way; it skips the parse for most files
+        return scan
+    offset = _bom_offset(text)
+    for event, is_key, yaml_path, document in _scalar_events(text, display):
+        style = event.style or None  # libyaml says "" for plain, ruamel None
+        if is_key or style not in (None, "'", '"'):
+            continue  # keys and block scalars (| >) are never setter targets
+        end = event.end_mark.index + offset
+        comment = _TRAILING_COMMENT.match(text, end)
+        if comment is None or TOKEN not in comment.group(1):
+            continue
+        start = _scalar_start(text, event.start_mark.index + offset, end)
+        line, column = _line_column(text, start)
+        setter, reason = _parse_marker_comment(comment.group(1))
+        if setter is None:
+            scan.malformed.append(MalformedMarker(display, line, column, comment.group(1).strip(),
+                                                  reason))
+            continue
+        policy, part = setter
+        scan.markers.append(Marker(
+            file=display, line=line, column=column, setter=f"{policy}:{part}" if part != "image"
+            else policy, policy=policy, field=part, value=event.value, style=style,
+            start=start, end=end, yaml_path=yaml_path, document=document))
+    return scan
+
+
+def scan_file(path: Path, display: str | None = None) -> FileScan:
+    display = display or str(path)
+    return scan_text(read_text(path, display), display, path)
+
+
+def _parse_marker_comment(comment: str) -> tuple[tuple[str, str] | None, str]:
+    """The comment text after '#' -> ((policy, field), "") or (None, why not)."""
+    try:
+        data = json.loads(comment.strip())
+    except ValueError:
+        return None, "the comment is not valid JSON"
+    if not isinstance(data, dict) or not isinstance(data.get(TOKEN), str):
+        return None, f'the JSON has no string "{TOKEN}" key'
+    raw = data[TOKEN]
+    parts = raw.split(":")
+    if len(parts) == 2:
+        (namespace, name), part = parts, "image"
+    elif len(parts) == 3 and parts[2] in ("tag", "name", "digest"):
+        namespace, name, part = parts
+    else:
+        return None, f"{raw!r} is not NAMESPACE:NAME[:tag|:name|:digest]"
+    if not _POLICY_NAME.match(namespace) or not _POLICY_NAME.match(name.replace(".", "-")):
+        return None, f"{raw!r} does not name a valid NAMESPACE:NAME"
+    return (f"{namespace}:{name}", part), ""
+
+
+def _parser_backend():
+    """(parse(text) -> events, event module, MarkedYAMLError) of the fastest event parser.
+
+    libyaml through PyYAML (a dependency of the kubernetes client) parses about fifty
+    times faster than the pure-Python parser and reports the same character offsets;
+    ruamel.yaml's parser is the fallback when libyaml is not compiled in.
+    """
+    global _BACKEND
+    if _BACKEND is None:
+        try:
+            import yaml as pyyaml
+
+            if not getattr(pyyaml, "__with_libyaml__", False):
+                raise ImportError("PyYAML without libyaml")
+            loader = pyyaml.CSafeLoader
+            _BACKEND = (lambda text: pyyaml.parse(text, Loader=loader), pyyaml.events,
+                        pyyaml.MarkedYAMLError)
+        except ImportError:
+            from ruamel.yaml import YAML, events
+            from ruamel.yaml.error import MarkedYAMLError
+
+            _BACKEND = (lambda text: YAML(typ="safe", pure=True).parse(text), events,
+                        MarkedYAMLError)
+    return _BACKEND
+
+
+_BACKEND = None
+
+
+def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str, int]]:
+    """(scalar event, is a mapping key, path of the value, document index) for every scalar.
+
+    Marks index `text`; a leading byte-order mark is not part of the parsed stream, so
+    callers add `_bom_offset(text)` to offsets.
+    """
+    parse, ev, marked_error = _parser_backend()
+    # frame: [is_mapping, expecting_key, current_key_or_index, path_prefix]
+    stack: list[list] = []
+    anchors: set[str] = set()
+    document = -1
+
+    def child_path() -> str:
+        if not stack:
+            return ""
+        is_map, _, key, prefix = stack[-1]
+        if is_map:
+            return f"{prefix}.{key}" if prefix else str(key)
+        return f"{prefix}[{key}]"
+
+    def node_done(key_value: object = "?") -> None:
+        if not stack:
+            return
+        frame = stack[-1]
+        if frame[0]:
+            if frame[1]:
+                frame[1], frame[2] = False, key_value
+            else:
+                frame[1] = True
+        else:
+            frame[2] += 1
+
+    try:
+        for event in parse(text[_bom_offset(text):]):
+            if isinstance(event, ev.DocumentStartEvent):
+                document += 1
+                stack.clear()
+                continue
+            is_key = bool(stack and stack[-1][0] and stack[-1][1])
+            anchor = getattr(event, "anchor", None)
+            if isinstance(event, ev.AliasEvent):
+                if event.anchor not in anchors:
+                    mark = event.start_mark
+                    raise InputError(f"alias *{event.anchor} refers to no anchor defined before it",
+                                     location=Location(display, mark.line + 1, mark.column + 1),
+                                     hint=f"define &{event.anchor} earlier in the document")
+                node_done()
+            elif isinstance(event, ev.ScalarEvent):
+                if anchor:
+                    anchors.add(anchor)
+                yield event, is_key, child_path(), max(document, 0)
+                node_done(event.value)
+            elif isinstance(event, (ev.MappingStartEvent, ev.SequenceStartEvent)):
+                if anchor:
+                    anchors.add(anchor)
+                is_map = isinstance(event, ev.MappingStartEvent)
+                stack.append([is_map, True, "?" if is_map else 0, child_path()])
+            elif isinstance(event, ev.CollectionEndEvent):
+                if stack:
+                    stack.pop()
+                node_done()
+    except marked_error as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InputError(f"not valid YAML: {problem}", location=location,
+                         hint="fix the YAML at this position; no file was changed") from None
+
+
+def _bom_offset(text: str) -> int:
+    return 1 if text.startswith("\ufeff") else 0
+
+
+def _scalar_start(text: str, start: int, end: int) -> int:
+    """Skip an anchor (&a) and tag (!t) that the parser counts as part of the scalar event."""
+    pos = start
+    while pos < end and text[pos] in "&!":
+        while pos < end and not text[pos].isspace():
+            pos += 1
+        while pos < end:
+            if text[pos].isspace():
+                pos += 1
+            elif text[pos] == "#":  # a comment between properties and the value
+                while pos < end and text[pos] not in "\r\n":
+                    pos += 1
+            else:
+                break
+    return pos
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, index) + 1
+    column = index - line_start + 1 - (_bom_offset(text) if line_start == 0 else 0)
+    return text.count("\n", 0, index) + 1, column
+
+
+# ---------------------------------------------------------------- editing
+
+def setter_value(ref: ImageReference, part: str) -> str | None:
+    """What Flux writes for each kind of marker; None when the reference has no such part."""
+    if part == "image":
+        return str(ref)
+    if part == "tag":
+        return ref.tag
+    if part == "name":
+        return ref.name
+    if part == "digest":
+        return ref.digest
+    raise ValueError(part)
+
+
+def render_scalar(value: str, style: str | None) -> str:
+    """The source text for `value` in the marker's quoting style.
+
+    A plain scalar stays plain unless the new text would read back as a number, bool or
+    null (a tag like `1.10`); then it is double-quoted, because keeping the style would
+    change the value's type.
+    """
+    if style == "'":
+        return "'" + value.replace("'", "''") + "'"
+    if style == '"':
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not _plain_safe(value):
+        return render_scalar(value, '"')
+    return value
+
+
+_NON_STRING_PLAIN = re.compile(
+    r"""^(?:~|null|Null|NULL|y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE
+    |on|On|ON|off|Off|OFF
+    |[-+]?(?:0|[1-9][0-9_]*)|0[0-7_]+|0o[0-7]+|0x[0-9a-fA-F_]+|0b[01_]+
+    |[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*(?:[eE][-+]?[0-9]+)
+    |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)
+    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$""", re.VERBOSE)
+
+
+def _plain_safe(value: str) -> bool:
+    """True when `value` written plain reads back as this same string (YAML 1.1 and 1.2)."""
+    if not value or value != value.strip() or _NON_STRING_PLAIN.match(value):
+        return False
+    if value[0] in "-?:,[]{}#&*!|>'\"%@`":
+        return False
+    return not any(s in value for s in (": ", " #", "\n", "\r", "\t", ",", "[", "]", "{", "}"))
+
+
+def plan_file(scan: FileScan, values: Mapping[str, ImageReference]) -> tuple[FilePlan, list[Skipped]]:
+    """Changes for every marker naming a policy in `values`; nothing is written."""
+    changes: list[Change] = []
+    skipped: list[Skipped] = []
+    for marker in scan.markers:
+        ref = values.get(marker.policy)
+        if ref is None:
+            continue
+        new_value = setter_value(ref, marker.field)
+        if new_value is None:
+            skipped.append(Skipped(marker, f"the new value {ref} has no {marker.field}"))
+            continue
+        if new_value == marker.value:
+            continue
+        changes.append(Change(marker, new_value, render_scalar(new_value, marker.style)))
+    return FilePlan(scan, changes, splice(scan.text, changes)), skipped
+
+
+def splice(text: str, changes: Sequence[Change]) -> str:
+    """Replace each change's span; spans never overlap (one scalar each)."""
+    out: list[str] = []
+    pos = 0
+    for change in sorted(changes, key=lambda c: c.marker.start):
+        out.append(text[pos:change.marker.start])
+        out.append(change.new_text)
+        pos = change.marker.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- files
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """Every .yaml/.yml file at or under `paths`, absolute, sorted, each once.
+
+    Hidden directories (.git, .gitopsctl) are skipped.
+    """
+    found: set[str] = set()
+    for path in paths:
+        base = os.path.abspath(path)
+        if os.path.isfile(base):
+            found.add(base)
+            continue
+        if not os.path.isdir(base):
+            raise InputError(f"{path} does not exist", location=Location(str(path)),
+                             hint="pass a directory or file inside the repository")
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found.update(os.path.join(dirpath, name) for name in filenames
+                         if name.endswith(YAML_SUFFIXES))
+    return [Path(p) for p in sorted(found)]
+
+
+def service_paths(config, service: str | None, root: Path) -> list[Path]:
+    """Where the markers of a configured service live (absolute).
+
+    Its `paths` from gitopsctl.yaml, plus the compose file for a VM service (its image
+    is bumped there). No config: clusters/ under `root`; no service: every service's.
+    """
+    if config is None:
+        return [root / "clusters"]
+    if service is None:
+        return [config.resolve(p) for s in config.services.values() for p in s.paths]
+    svc = config.service(service)
+    out = [config.resolve(p) for p in svc.paths]
+    vm = config.targets.vm
+    if svc.target == "vm" and vm is not None:
+        compose = config.resolve(vm.compose_file)
+        if not any(compose == p or p in compose.parents for p in out):
+            out.append(compose)
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory, same mode, then rename over the original."""
+    import tempfile
+
+    data = text.encode("utf-8")
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_plans(plans: Sequence[FilePlan]) -> None:
+    """Write every changed file; if one write fails, put back those already written."""
+    done: list[FilePlan] = []
+    for plan in plans:
+        if not plan.changed:
+            continue
+        try:
+            write_atomic(plan.scan.path, plan.new_text)
+        except OSError as exc:
+            for written in done:
+                try:
+                    write_atomic(written.scan.path, written.scan.text)
+                except OSError:
+                    pass
+            raise ExternalError(f"cannot write {plan.scan.display}: {exc.strerror or exc}",
+                                hint="check permissions and free space; files already written "
+                                     "were put back") from None
+        done.append(plan)

@@ -1,0 +1,120 @@
+"""gitopsctl.repo against real repositories: trailers, deploy log, reverts, pushes."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitopsctl import repo
+from gitopsctl.errors import ExternalError, InputError
+from gitopsctl.harness.gitremote import git
+
+AUTHOR = repo.Author("gitopsctl", "gitopsctl@homelab.lan")
+
+
+def deploy(remote, service: str, source: str, image: str) -> str:
+    path = f"{service}.txt"
+    (remote.work / path).write_text(image + "\n")
+    message = repo.format_message(f"deploy({service}): {source[:7]} → {image} [skip ci]",
+                                  [(repo.SOURCE, source), (repo.STAGE, service), (repo.IMAGE, image)])
+    return repo.commit_paths(remote.work, [path], message, AUTHOR)
+
+
+def test_format_and_parse_trailers_round_trip():
+    message = repo.format_message("subject", [("Reverts", "a, b"), ("Evidence", "line one\n line two")],
+                                  body="why it happened")
+    assert message == "subject\n\nwhy it happened\n\nReverts: a, b\nEvidence: line one\n line two\n"
+    assert repo.parse_trailers(message) == {"Reverts": ("a, b",), "Evidence": ("line one\nline two",)}
+    assert repo.parse_trailers("just a subject") == {}
+    assert repo.parse_trailers("subject\n\nprose: with a colon\nand more prose") == {}
+
+
+def test_commit_paths_commits_only_those_paths(git_remote):
+    (git_remote.work / "a.txt").write_text("a\n")
+    (git_remote.work / "b.txt").write_text("b\n")
+    sha = repo.commit_paths(git_remote.work, ["a.txt"], "add a\n", AUTHOR)
+    assert git(git_remote.work, "show", "--name-only", "--format=", sha) == "a.txt"
+    assert git(git_remote.work, "status", "--porcelain") == "?? b.txt"
+    assert repo.commit_paths(git_remote.work, ["a.txt"], "again\n", AUTHOR) is None
+
+
+def test_deploy_log_latest_deploy_and_revert(git_remote):
+    s1 = git_remote.commit_all("app v1")
+    d1 = deploy(git_remote, "frontend", s1, "harbor.lan/homelab/frontend:v1")
+    s2 = git_remote.commit_all("app v2")
+    d2 = deploy(git_remote, "frontend", s2, "harbor.lan/homelab/frontend:v2")
+    d3 = deploy(git_remote, "backend", s2, "harbor.lan/homelab/backend:v2")
+    log = repo.deploy_log(git_remote.work)
+    assert [(r.kind, r.service, r.source) for r in log] == [
+        ("deploy", "backend", s2), ("deploy", "frontend", s2), ("deploy", "frontend", s1)]
+    assert repo.latest_deploy(git_remote.work, "frontend").commit == d2
+
+    message = repo.format_message(f"rollback: {s2[:7]} — frontend CrashLoopBackOff [skip ci]",
+                                  [(repo.REVERTS, f"{d2}, {d3}"), (repo.REASON, "CrashLoopBackOff"),
+                                   (repo.ROLLBACK_OF, s2)])
+    rollback = repo.revert_commits(git_remote.work, [d2, d3], message, AUTHOR)
+    assert (git_remote.work / "frontend.txt").read_text() == "harbor.lan/homelab/frontend:v1\n"
+    assert not (git_remote.work / "backend.txt").exists()
+    latest = repo.deploy_log(git_remote.work)[0]
+    assert latest.kind == "rollback" and latest.commit == rollback
+    assert latest.reverts == (d2, d3) and latest.source == s2
+    assert repo.latest_deploy(git_remote.work, "frontend").commit == d1
+    assert repo.latest_deploy(git_remote.work, "backend") is None
+    assert git(git_remote.work, "rev-list", "--count", "HEAD") == "7"  # history kept, nothing rewritten
+
+
+def test_revert_conflict_aborts_and_leaves_the_tree_clean(git_remote):
+    s1 = git_remote.commit_all("app v1")
+    d1 = deploy(git_remote, "frontend", s1, "v1")
+    deploy(git_remote, "frontend", s1, "v2")
+    head = repo.head(git_remote.work)
+    with pytest.raises(ExternalError):
+        repo.revert_commits(git_remote.work, [d1], "revert\n", AUTHOR)
+    assert repo.head(git_remote.work) == head
+    assert git(git_remote.work, "status", "--porcelain") == ""
+
+
+def test_is_ancestor_and_sha_validation(git_remote):
+    first = repo.head(git_remote.work)
+    second = git_remote.commit_all("next")
+    assert repo.is_ancestor(git_remote.work, first, second)
+    assert not repo.is_ancestor(git_remote.work, second, first)
+    assert repo.is_ancestor(git_remote.work, first, first)
+    assert repo.resolve_commit(git_remote.work, second[:8]) == second
+    with pytest.raises(InputError):
+        repo.validate_sha("HEAD; rm -rf /")
+    with pytest.raises(InputError):
+        repo.resolve_commit(git_remote.work, "deadbeef")
+
+
+def test_push_retries_are_bounded_and_never_force(git_remote, tmp_path):
+    other = git_remote.clone(tmp_path / "other")
+    git(other, "commit", "-q", "--allow-empty", "-m", "theirs")
+    git(other, "push", "-q", "origin", "HEAD:refs/heads/main")
+    theirs = git(other, "rev-parse", "HEAD")
+    git_remote.commit_all("ours")
+    with pytest.raises(ExternalError) as info:
+        repo.push_with_retry(git_remote.work, "origin", "main", retries=0)
+    assert "rejected 1 times" in info.value.message
+    assert git_remote.remote_head() == theirs
+    result = repo.push_with_retry(git_remote.work, "origin", "main", retries=1, backoff=0)
+    assert result.attempts == 2 and result.rebased == 1
+    assert git(git_remote.bare, "log", "--format=%s", "-2", "main").splitlines() == ["ours", "theirs"]
+
+
+def test_push_refused_by_a_hook_is_not_retried(git_remote):
+    hook = git_remote.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    git_remote.commit_all("ours")
+    with pytest.raises(ExternalError) as info:
+        repo.push_with_retry(git_remote.work, "origin", "main", retries=5)
+    assert "protected branch" in info.value.message or "declined" in info.value.message
+
+
+def test_revert_orders_by_history_not_by_argument_or_clock(git_remote):
+    (git_remote.work / "frontend.txt").write_text("v0\n")
+    s0 = git_remote.commit_all("v0")
+    d1 = deploy(git_remote, "frontend", s0, "v1")   # same file, same second
+    d2 = deploy(git_remote, "frontend", s0, "v2")
+    repo.revert_commits(git_remote.work, [d1, d2], "rollback\n", AUTHOR)
+    assert (git_remote.work / "frontend.txt").read_text() == "v0\n"
