@@ -37,7 +37,10 @@ class _LazyGroup(TyperGroup):
         return None
 
     def format_commands(self, ctx, formatter) -> None:
-        from typer._click.utils import make_default_short_help
+        try:  # typer >= 0.28 vendors click
+            from typer._click.utils import make_default_short_help
+        except ImportError:
+            from click.utils import make_default_short_help
 
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(n) for n in names)

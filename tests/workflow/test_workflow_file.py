@@ -1,0 +1,146 @@
+"""The deploy workflow's shape: the properties the pipeline's safety rests on.
+
+Fast and offline (no services): the e2e tests next to this one run the file for real.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from gitopsctl.config import Author, Git
+
+from .actrun import ACT, REPO_ROOT, RUNNER_LABEL, WORKFLOW
+
+PATH = REPO_ROOT / WORKFLOW
+SHARED_STEPS = ("Check out", "Set up gitopsctl", "Forget credentials")
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    # YAML 1.2, as Gitea and act read it: the key `on` is a string, not a boolean
+    return YAML(typ="safe").load(PATH.read_text())
+
+
+def _steps(workflow: dict, job: str) -> dict[str, dict]:
+    return {step["name"].split(" $")[0]: step for step in workflow["jobs"][job]["steps"]}
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def test_act_accepts_it_under_the_strict_schema(tmp_path):
+    proc = subprocess.run([str(ACT), "--validate", "--strict", "-W", str(PATH)],
+                          cwd=tmp_path, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 0 and "Error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_push_to_main_runs_test_then_deploy_on_the_host_runner(workflow):
+    assert workflow["on"] == {"push": {"branches": ["main"]}}
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["test", "deploy"]
+    assert jobs["deploy"]["needs"] == "test"
+    assert {job["runs-on"] for job in jobs.values()} == {RUNNER_LABEL}
+    assert list(_steps(workflow, "deploy"))[3:6] == [
+        "Build images", "Stage frontend, then backend (rolls back on failure)", "Deploy summary"]
+    assert "--source \"$GITHUB_SHA\"" in _steps(workflow, "deploy")["Build images"]["run"]
+
+
+def test_git_never_waits_for_a_password(workflow):
+    assert workflow["env"]["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def test_one_deploy_at_a_time_and_never_cancelled(workflow):
+    concurrency = workflow["jobs"]["deploy"]["concurrency"]
+    assert concurrency["cancel-in-progress"] is False
+    # one group per repository, not per commit or run: every deploy waits for the last
+    assert concurrency["group"] == "gitopsctl-deploy-${{ github.repository }}"
+
+
+def test_nothing_is_fetched_from_the_internet(workflow):
+    assert not [value for key, value in _walk(workflow) if key == "uses"]
+
+
+def test_no_expression_is_pasted_into_a_shell_script(workflow):
+    """Event data (commit messages, author names) reaches scripts only through env."""
+    scripts = [value for key, value in _walk(workflow) if key == "run"]
+    assert scripts
+    for script in scripts:
+        assert "${{" not in script, script
+
+
+def test_each_secret_reaches_only_the_steps_that_need_it(workflow):
+    used: dict[str, set[str]] = {}
+    for job_name, job in workflow["jobs"].items():
+        for value in (job.get("env") or {}).values():
+            for secret in re.findall(r"secrets\.(\w+)", str(value)):
+                used.setdefault(secret, set()).add(f"{job_name}:*")
+        for step in job["steps"]:
+            for value in (step.get("env") or {}).values():
+                for secret in re.findall(r"secrets\.(\w+)", str(value)):
+                    used.setdefault(secret, set()).add(f"{job_name}:{step['name'].split(' $')[0]}")
+    stage = "Stage frontend, then backend (rolls back on failure)"
+    assert used == {
+        "GITOPSCTL_GIT_TOKEN": {"test:Check out", "deploy:Check out"},
+        "HARBOR_USERNAME": {"deploy:*"},
+        "HARBOR_PASSWORD": {"deploy:Build images", f"deploy:{stage}"},
+        "GITOPSCTL_SSH_KEY": {"deploy:Write credentials"},
+        "KUBECONFIG": {"deploy:Write credentials"},
+        "GITOPSCTL_KNOWN_HOSTS": {f"deploy:{stage}"},
+    }
+    assert "secrets." not in str(workflow["env"])
+
+
+def test_shared_steps_are_the_same_in_both_jobs(workflow):
+    """No YAML anchors: Gitea rejected aliases across jobs until go-gitea/gitea#38983 was
+    fixed (1.27.x), so the shared steps are copies, and this keeps them equal."""
+    test, deploy = _steps(workflow, "test"), _steps(workflow, "deploy")
+    for name in SHARED_STEPS:
+        assert test[name] == deploy[name], name
+
+
+def test_cleanup_and_summary_run_even_after_a_failure(workflow):
+    for job in ("test", "deploy"):
+        assert _steps(workflow, job)["Forget credentials"]["if"] == "always()"
+    assert _steps(workflow, "deploy")["Deploy summary"]["if"] == "always()"
+
+
+def test_the_skip_guard_matches_what_gitopsctl_writes(workflow):
+    guard = workflow["jobs"]["test"]["if"]
+    assert f"vars.GITOPSCTL_SKIP_MARKER || '{Git().skip_marker}'" in guard
+    assert guard.count(f"vars.GITOPSCTL_AUTHOR_EMAIL || '{Author().email}'") == 2
+    assert "head_commit.author.email" in guard and "head_commit.committer.email" in guard
+    # the marker this repository's own config writes is the one the guard checks
+    own = YAML(typ="safe").load((REPO_ROOT / "gitopsctl.yaml").read_text())["git"]
+    assert own["skip_marker"] == Git().skip_marker
+    assert own["author"]["email"] == Author().email
+    assert "deploy" not in str(workflow["jobs"]["deploy"].get("if", ""))  # skipped via needs
+
+
+def test_the_docs_name_every_secret_and_variable(workflow):
+    text = PATH.read_text()
+    docs = (REPO_ROOT / "docs" / "gitea-pipeline.md").read_text()
+    for name in set(re.findall(r"(?:secrets|vars)\.([A-Z_]+)", text)):
+        assert f"`{name}`" in docs, name
+
+
+def test_a_broken_workflow_is_rejected_by_the_same_check(tmp_path):
+    """Control for the strict-schema test: it does catch a misspelt key."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(PATH.read_text().replace("timeout-minutes: 60", "timeout_minutes: 60"))
+    proc = subprocess.run([str(ACT), "--validate", "--strict", "-W", str(bad)], cwd=tmp_path,
+                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert "Error" in proc.stdout + proc.stderr
