@@ -117,20 +117,19 @@ def stage(ctx, *, source: str | None = None, delay: float | None = None,
     try:
         ensure_not_superseded(root, state, source, config.stage.order)
     except Superseded as exc:
-        result.outcome = "superseded"
-        result.exit_code = exc.exit_code
-        result.steps.append(Step("superseded check", "skipped", 0.0, exc.message))
-        result.elapsed = time.monotonic() - t0
-        rep.warning(exc.message)
-        return result
+        return _superseded(result, exc, t0, rep)
 
     order = list(config.stage.order)
-    for index, service in enumerate(order):
-        failure = _deploy_service(ctx, result, clock, service, source, timeout, t0)
-        if failure is None and index < len(order) - 1 and delay > 0:
-            failure = _soak(ctx, clock, service, delay, timeout, t0)
-        if failure is not None:
-            return _finish(ctx, result, clock, t0, failure)
+    try:
+        for index, service in enumerate(order):
+            failure = _deploy_service(ctx, result, clock, service, source, timeout, t0)
+            if failure is None and index < len(order) - 1 and delay > 0:
+                failure = _soak(ctx, clock, service, delay, timeout, t0)
+            if failure is not None:
+                return _finish(ctx, result, clock, t0, failure)
+    except Superseded as exc:
+        # A newer pipeline deployed while this one ran: it owns the deploy now.
+        return _superseded(result, exc, t0, rep)
 
     with clock.step("resume image automation") as step:
         step.detail = _resume_automation(ctx, source) or "nothing suspended"
@@ -158,7 +157,8 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
             step.detail = f"deploy commit {existing.commit[:7]} already pushed"
             result.commits.append(existing.commit)
         else:
-            ensure_not_superseded(root, state, source, [service])
+            # Any service counts: once a newer source is live anywhere, this one stops.
+            ensure_not_superseded(root, state, source, config.stage.order)
             outcome = bump(ctx, services=[service], source=source, commit=True, push=True)
             commits = [b.commit for b in outcome.bumps if b.commit]
             result.commits.extend(commits)
@@ -223,10 +223,23 @@ def _failure(service: str, config, report: HealthReport, result: StageResult) ->
                                 report=report, timings=timings)
 
 
+def _superseded(result: StageResult, exc: Superseded, t0: float, rep) -> StageResult:
+    result.outcome = "superseded"
+    result.exit_code = exc.exit_code
+    result.steps.append(Step("superseded check", "skipped", 0.0, exc.message))
+    result.elapsed = time.monotonic() - t0
+    rep.warning(exc.message)
+    return result
+
+
 def _finish(ctx, result: StageResult, clock: _Clock, t0: float,
             failure: rollback_cmd.Failure) -> StageResult:
     with clock.step("rollback") as step:
-        outcome = rollback_cmd.perform(ctx, source=result.source, failure=failure, started=t0)
+        try:
+            outcome = rollback_cmd.perform(ctx, source=result.source, failure=failure, started=t0)
+        except Superseded as exc:
+            step.status = "skipped"
+            return _superseded(result, exc, t0, ctx.reporter)
         result.rollback = outcome
         step.detail = (f"revert {outcome.commit[:7]}" if outcome.commit else "nothing to revert")
         if outcome.verified is False:
