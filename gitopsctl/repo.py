@@ -202,10 +202,11 @@ def commit_paths(repo_path: Path | str, paths: Sequence[str], message: str,
 
 
 def revert_commits(repo_path: Path | str, commits: Sequence[str], message: str,
-                   author: Author) -> str:
+                   author: Author, prepare: Callable[[], Sequence[str]] | None = None) -> str:
     """One new commit undoing `commits` (newest first is applied first); history is kept.
 
-    On a conflict the revert is aborted, the working tree is as before, ExternalError.
+    `prepare()` may edit more files into the same commit; it returns their repo-relative
+    paths. On a conflict the revert is aborted, the working tree is as before, ExternalError.
     """
     import git
 
@@ -223,6 +224,9 @@ def revert_commits(repo_path: Path | str, commits: Sequence[str], message: str,
             pass
         raise ExternalError(f"cannot revert {', '.join(c[:7] for c in ordered)}: {_stderr(exc)}",
                             hint="a later commit changed the same lines; revert by hand") from None
+    extra = list(prepare()) if prepare is not None else []
+    if extra:
+        _run(repo, "add", "--", *extra)
     _run(repo, "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
          author=author)
     return repo.head.commit.hexsha

@@ -155,7 +155,7 @@ def perform(ctx, *, to: str | None = None, source: str | None = None, failure: F
         rep.action(f"reverting {', '.join(c.commit[:7] for c in commits)} in one commit")
         prepare = _suspend_automation(ctx)
         result.commit = gitrepo.revert_commits(root, [c.commit for c in commits], message,
-                                               _author(config), **({"prepare": prepare} if prepare else {}))
+                                               _author(config), prepare=prepare)
         pushed = gitrepo.push_with_retry(root, config.git.remote, config.git.branch,
                                          retries=config.git.push_retries, progress=rep.waiting)
         result.commit = pushed.head

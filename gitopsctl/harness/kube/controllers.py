@@ -1,0 +1,270 @@
+"""Deployment and ReplicaSet controllers, level-triggered like kube-controller-manager's.
+
+Each tick reads the whole store and moves it one step towards the desired state:
+a ReplicaSet per pod-template hash, a rollover that keeps old pods until the new ones
+are available (maxUnavailable 0, as the defaults give for small replica counts), and
+pods created or marked for deletion to match each ReplicaSet. The kubelet does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import string
+import time
+from typing import Any
+
+from gitopsctl.harness.kube.selectors import Selector
+from gitopsctl.harness.kube.store import DEPLOYMENTS, PODS, REPLICASETS, Store, StoreError, now_rfc3339
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+_POD_SUFFIX = string.ascii_lowercase + string.digits
+
+
+def template_hash(template: dict) -> str:
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return digest[:10]
+
+
+def owned_by(obj: dict, owner: dict) -> bool:
+    uid = owner["metadata"]["uid"]
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def owner_ref(owner: dict) -> dict:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def set_condition(conditions: list[dict], type_: str, status: str, reason: str, message: str,
+                  **extra: Any) -> list[dict]:
+    """Upsert a condition, keeping lastTransitionTime when the status did not change."""
+    now = now_rfc3339()
+    for cond in conditions:
+        if cond.get("type") == type_:
+            if cond.get("status") != status:
+                cond["lastTransitionTime"] = now
+            cond.update(status=status, reason=reason, message=message, **extra)
+            return conditions
+    conditions.append({"type": type_, "status": status, "reason": reason, "message": message,
+                       "lastTransitionTime": now, **extra})
+    return conditions
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def terminating(obj: dict) -> bool:
+    return bool(obj["metadata"].get("deletionTimestamp"))
+
+
+class DeploymentController:
+    def __init__(self, store: Store):
+        self.store = store
+        self._progress_started: dict[str, float] = {}  # deployment uid -> when its current rollout began
+
+    def tick(self) -> None:
+        deployments, _ = self.store.list(DEPLOYMENTS)
+        replicasets, _ = self.store.list(REPLICASETS)
+        uids = {d["metadata"]["uid"] for d in deployments}
+        for rs in replicasets:
+            # Garbage collection: a ReplicaSet whose Deployment is gone goes with it.
+            refs = rs["metadata"].get("ownerReferences") or []
+            if refs and not any(r.get("uid") in uids for r in refs):
+                self._delete_quietly(rs)
+        for deployment in deployments:
+            self._sync(deployment, [rs for rs in replicasets if owned_by(rs, deployment)])
+
+    def _delete_quietly(self, rs: dict) -> None:
+        try:
+            self.store.delete(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+        except StoreError:
+            pass
+
+    def _sync(self, dep: dict, owned: list[dict]) -> None:
+        meta, spec = dep["metadata"], dep.get("spec") or {}
+        ns = meta["namespace"]
+        template = spec.get("template") or {}
+        hash_ = template_hash(template)
+        desired = int(spec.get("replicas", 1))
+        revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in owned]
+        new = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == hash_), None)
+        top = max(revisions, default=0)
+        if new is None:
+            new = self._create_replicaset(dep, template, hash_, top + 1)
+            owned.append(new)
+            self._progress_started[meta["uid"]] = time.monotonic()
+        elif int((new["metadata"].get("annotations") or {}).get(REVISION, "0")) < top:
+            # Rolling back to an older template reuses its ReplicaSet under a new revision.
+            def bump(rs: dict) -> None:
+                rs["metadata"].setdefault("annotations", {})[REVISION] = str(top + 1)
+
+            new = self.store.mutate(REPLICASETS, ns, new["metadata"]["name"], bump) or new
+            self._progress_started[meta["uid"]] = time.monotonic()
+        self._progress_started.setdefault(meta["uid"], time.monotonic())
+        olds = [rs for rs in owned if rs["metadata"]["uid"] != new["metadata"]["uid"]]
+        new_available = int((new.get("status") or {}).get("availableReplicas", 0))
+        recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
+        if recreate:
+            old_pods_left = sum(int((rs.get("status") or {}).get("replicas", 0)) for rs in olds)
+            self._scale_all(olds, lambda _: 0)
+            if old_pods_left == 0:
+                self._scale(new, desired)
+        else:
+            self._scale(new, desired)
+            # maxUnavailable 0: old pods keep serving until new ones are available.
+            keep = max(0, desired - new_available)
+            self._scale_all(sorted(olds, key=_revision, reverse=True), _Allocator(keep))
+        self._write_status(dep, new, olds, desired)
+
+    def _create_replicaset(self, dep: dict, template: dict, hash_: str, revision: int) -> dict:
+        meta = dep["metadata"]
+        labels = {**((template.get("metadata") or {}).get("labels") or {}), HASH_LABEL: hash_}
+        selector = dict(((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+        selector[HASH_LABEL] = hash_
+        pod_template = json.loads(json.dumps(template))
+        pod_template.setdefault("metadata", {})["labels"] = labels
+        rs = {"metadata": {"name": f"{meta['name']}-{hash_}", "namespace": meta["namespace"], "labels": labels,
+                           "annotations": {REVISION: str(revision)}, "ownerReferences": [owner_ref(dep)]},
+              "spec": {"replicas": 0, "selector": {"matchLabels": selector}, "template": pod_template}}
+        try:
+            return self.store.create(REPLICASETS, rs)
+        except StoreError:
+            return self.store.get(REPLICASETS, meta["namespace"], rs["metadata"]["name"])
+
+    def _scale(self, rs: dict, replicas: int) -> None:
+        if (rs.get("spec") or {}).get("replicas") != replicas:
+            self.store.mutate(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"],
+                              lambda o: o["spec"].update(replicas=replicas))
+
+    def _scale_all(self, replicasets: list[dict], share: Any) -> None:
+        for rs in replicasets:
+            self._scale(rs, share(int((rs.get("spec") or {}).get("replicas", 0))))
+
+    def _write_status(self, dep: dict, new: dict, olds: list[dict], desired: int) -> None:
+        meta, spec = dep["metadata"], dep.get("spec") or {}
+        current = self.store.find(REPLICASETS, new["metadata"]["namespace"], new["metadata"]["name"]) or new
+        every = [current] + [self.store.find(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"]) or rs
+                             for rs in olds]
+
+        def total(rs_list: list[dict], key: str) -> int:
+            return sum(int((rs.get("status") or {}).get(key, 0)) for rs in rs_list)
+
+        cur = current.get("status") or {}
+        updated = int(cur.get("replicas", 0))
+        replicas = total(every, "replicas")
+        ready, available = total(every, "readyReplicas"), total(every, "availableReplicas")
+        complete = updated == desired and replicas == desired and available >= desired \
+            and int(cur.get("availableReplicas", 0)) >= desired
+        started = self._progress_started.get(meta["uid"], time.monotonic())
+        deadline = float(spec.get("progressDeadlineSeconds", 600))
+        rs_name = current["metadata"]["name"]
+        revision = (current["metadata"].get("annotations") or {}).get(REVISION)
+
+        def change(obj: dict) -> None:
+            if revision:
+                obj["metadata"].setdefault("annotations", {})[REVISION] = revision
+            st = obj.setdefault("status", {})
+            st.update(observedGeneration=obj["metadata"].get("generation", 1), replicas=replicas,
+                      updatedReplicas=updated, readyReplicas=ready, availableReplicas=available,
+                      unavailableReplicas=max(0, desired - available))
+            conds = st.setdefault("conditions", [])
+            if available >= desired:
+                set_condition(conds, "Available", "True", "MinimumReplicasAvailable",
+                              "Deployment has minimum availability.")
+            else:
+                set_condition(conds, "Available", "False", "MinimumReplicasUnavailable",
+                              "Deployment does not have minimum availability.")
+            if complete:
+                set_condition(conds, "Progressing", "True", "NewReplicaSetAvailable",
+                              f'ReplicaSet "{rs_name}" has successfully progressed.')
+            elif time.monotonic() - started > deadline:
+                set_condition(conds, "Progressing", "False", "ProgressDeadlineExceeded",
+                              f'ReplicaSet "{rs_name}" has timed out progressing.')
+            else:
+                set_condition(conds, "Progressing", "True", "ReplicaSetUpdated",
+                              f'ReplicaSet "{rs_name}" is progressing.')
+
+        self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"], change)
+
+
+class _Allocator:
+    """Hands out `budget` replicas to old ReplicaSets, newest first."""
+
+    def __init__(self, budget: int):
+        self.left = budget
+
+    def __call__(self, current: int) -> int:
+        give = min(current, self.left)
+        self.left -= give
+        return give
+
+
+def _revision(rs: dict) -> int:
+    value = (rs["metadata"].get("annotations") or {}).get(REVISION, "0")
+    return int(value) if value.isdigit() else 0
+
+
+class ReplicaSetController:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def tick(self) -> None:
+        replicasets, _ = self.store.list(REPLICASETS)
+        pods, _ = self.store.list(PODS)
+        uids = {rs["metadata"]["uid"] for rs in replicasets}
+        for pod in pods:
+            refs = pod["metadata"].get("ownerReferences") or []
+            if refs and not any(r.get("uid") in uids for r in refs) and not terminating(pod):
+                self._terminate(pod)
+        for rs in replicasets:
+            self._sync(rs, [p for p in pods if owned_by(p, rs)])
+
+    def _sync(self, rs: dict, pods: list[dict]) -> None:
+        meta, spec = rs["metadata"], rs.get("spec") or {}
+        want = int(spec.get("replicas", 1))
+        active = [p for p in pods if not terminating(p)]
+        selector = Selector.from_match_labels((spec.get("selector") or {}).get("matchLabels") or {})
+        if len(active) < want:
+            for _ in range(want - len(active)):
+                self._create_pod(rs)
+        elif len(active) > want:
+            # Unready pods go first, then the newest, as the ReplicaSet controller prefers.
+            victims = sorted(active, key=lambda p: (pod_ready(p), p["metadata"]["creationTimestamp"]))
+            for pod in victims[: len(active) - want]:
+                self._terminate(pod)
+        pods_now = [p for p in self.store.list(PODS, meta["namespace"], selector)[0]
+                    if owned_by(p, rs) and not terminating(p)]
+        ready = sum(1 for p in pods_now if pod_ready(p))
+
+        def change(obj: dict) -> None:
+            obj["status"] = {"replicas": len(pods_now), "fullyLabeledReplicas": len(pods_now),
+                             "readyReplicas": ready, "availableReplicas": ready,
+                             "observedGeneration": obj["metadata"].get("generation", 1)}
+
+        self.store.mutate(REPLICASETS, meta["namespace"], meta["name"], change)
+
+    def _create_pod(self, rs: dict) -> None:
+        template = rs["spec"].get("template") or {}
+        tmeta = template.get("metadata") or {}
+        suffix = "".join(secrets.choice(_POD_SUFFIX) for _ in range(5))
+        pod = {"metadata": {"name": f"{rs['metadata']['name']}-{suffix}", "namespace": rs["metadata"]["namespace"],
+                            "labels": dict(tmeta.get("labels") or {}),
+                            "annotations": dict(tmeta.get("annotations") or {}),
+                            "ownerReferences": [owner_ref(rs)]},
+               "spec": json.loads(json.dumps(template.get("spec") or {})),
+               "status": {"phase": "Pending", "conditions": [
+                   {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "",
+                    "lastTransitionTime": now_rfc3339()}]}}
+        try:
+            self.store.create(PODS, pod)
+        except StoreError:
+            pass  # name clash: the next tick tries again with another suffix
+
+    def _terminate(self, pod: dict) -> None:
+        self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                          lambda o: o["metadata"].update(deletionTimestamp=now_rfc3339()))

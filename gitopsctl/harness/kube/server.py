@@ -1,0 +1,422 @@
+"""The Kubernetes REST API over real HTTP(S), enough of it for the real client and kubectl.
+
+Served paths (namespaced, plus the all-namespaces lists):
+  /api/v1/namespaces/NS/pods[/NAME[/status|/log]]
+  /apis/apps/v1/namespaces/NS/{deployments,replicasets}[/NAME[/status]]
+  /apis/source.toolkit.fluxcd.io/v1/namespaces/NS/gitrepositories[/NAME[/status]]
+  /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/NS/kustomizations[/NAME[/status]]
+  /version
+Verbs: get, list (labelSelector, fieldSelector), watch (resourceVersion, timeoutSeconds,
+410 Gone as an ERROR event), create, replace, merge-patch (strategic merge is treated as
+merge for these kinds), delete, pod log (container, previous, tailLines).
+
+Faults for tests live on `ApiServer.faults` and the methods `refuse_connections`,
+`accept_connections` and `drop_watches`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from gitopsctl.harness.kube.kubeconfig import kubeconfig_document, write_kubeconfig
+from gitopsctl.harness.kube.selectors import Selector, SelectorError
+from gitopsctl.harness.kube.store import PODS, Kind, Store, StoreError, kind_for
+from gitopsctl.harness.kube.tls import make_server_certificate
+
+LogProvider = Callable[[str, str, "str | None", bool], "str | None"]
+
+_MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+@dataclass
+class Faults:
+    """Switches tests flip to make the API misbehave. Plain attributes; reads are racy by design."""
+
+    unavailable: bool = False  # every request answers 503
+    latency: float = 0.0  # seconds of delay before every answer
+    patch_conflicts: int = 0  # the next N PATCH requests answer 409 Conflict
+    watch_max_seconds: float | None = None  # every watch stream is cut after this long
+    expire_watches: int = 0  # the next N watches from a resourceVersion get 410 Gone
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_conflict(self) -> bool:
+        return self._take("patch_conflicts")
+
+    def take_expiry(self) -> bool:
+        return self._take("expire_watches")
+
+    def _take(self, name: str) -> bool:
+        with self._lock:
+            if getattr(self, name) > 0:
+                setattr(self, name, getattr(self, name) - 1)
+                return True
+            return False
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    watches_started: int = 0
+    watches_dropped: int = 0
+    patches: int = 0
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+class ApiServer:
+    """Serves `store` on 127.0.0.1:`port` (0 = pick one) until stop()."""
+
+    def __init__(self, store: Store, *, token: str, tls: bool = True, port: int = 0,
+                 log_provider: LogProvider | None = None, host: str = "127.0.0.1"):
+        self.store = store
+        self.token = token
+        self.host = host
+        self.faults = Faults()
+        self.stats = Stats()
+        self.log_provider = log_provider
+        self._cert = make_server_certificate(host) if tls else None
+        self._ssl = self._ssl_context() if tls else None
+        self._port = port
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._drop_epoch = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self._ssl else 'http'}://{self.host}:{self._port}"
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        return self._cert.ca_pem if self._cert else None
+
+    def start(self) -> "ApiServer":
+        server = _HTTPServer((self.host, self._port), self._handler_class())
+        if self._ssl is not None:
+            # Handshake in the handler thread, so one slow client never blocks accept().
+            server.socket = self._ssl.wrap_socket(server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
+        self._port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"kube-api-{self._port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.refuse_connections()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def refuse_connections(self) -> None:
+        """Stop listening and cut every open connection: the API is unreachable."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        self._close_all_connections()
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port after refuse_connections()."""
+        if self._server is None:
+            self.start()
+
+    def drop_watches(self) -> None:
+        """Cut every open watch stream mid-way (no terminating chunk), like a proxy reset."""
+        self._drop_epoch += 1
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        return write_kubeconfig(path, kubeconfig_document(self.url, self.token, self.ca_pem,
+                                                          namespace=namespace))
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        assert self._cert is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory(prefix="kube-tls-") as tmp:
+            cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+            cert.write_bytes(self._cert.cert_pem)
+            key.write_bytes(self._cert.key_pem)
+            key.chmod(0o600)
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    def _close_all_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _handler_class(self) -> type:
+        api = self
+
+        class Handler(_Handler):
+            server_api = api
+
+        return Handler
+
+
+class _Abort(Exception):
+    """The connection was cut on purpose (fault injection)."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_api: ApiServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server_api._track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server_api._track(self.connection, False)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by design
+        pass
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        api = self.server_api
+        api.stats.requests += 1
+        try:
+            body = self._read_body()
+            if self.headers.get("Authorization", "") != f"Bearer {api.token}":
+                raise StoreError(401, "Unauthorized", "Unauthorized")
+            if api.faults.latency:
+                time.sleep(api.faults.latency)
+            if api.faults.unavailable:
+                raise StoreError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+            self._route(method, body)
+        except StoreError as exc:
+            self._send_status(exc.code, exc.reason, exc.message)
+        except SelectorError as exc:
+            self._send_status(400, "BadRequest", str(exc))
+        except (_Abort, BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, code: int, doc: dict) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_status(self, code: int, reason: str, message: str) -> None:
+        self._send_json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                               "message": message, "reason": reason, "code": code})
+
+    # -- routing -----------------------------------------------------------------
+
+    def _route(self, method: str, body: bytes) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = [p for p in url.path.split("/") if p]
+        if parts == ["version"]:
+            return self._send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-gitopsctl-emulator",
+                                         "platform": "linux/amd64"})
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise StoreError(404, "NotFound", f"the server could not find the requested resource ({url.path})")
+        namespace = None
+        if len(rest) >= 2 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest:
+            raise StoreError(404, "NotFound", "the server could not find the requested resource")
+        kind = kind_for(group, version, rest[0])
+        if kind is None:
+            raise StoreError(404, "NotFound", f"the server could not find the requested resource ({url.path})")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if name is None:
+            return self._collection(method, kind, namespace, query, body)
+        if namespace is None:
+            raise StoreError(404, "NotFound", "namespaced resources need a namespace")
+        if sub == "log" and kind == PODS and method == "GET":
+            return self._pod_log(namespace, name, query)
+        if sub not in (None, "status"):
+            raise StoreError(404, "NotFound", f"unknown subresource {sub!r}")
+        return self._item(method, kind, namespace, name, sub == "status", body)
+
+    def _collection(self, method: str, kind: Kind, namespace: str | None, query: dict, body: bytes) -> None:
+        store = self.server_api.store
+        if method == "POST":
+            if namespace is None:
+                raise StoreError(405, "MethodNotAllowed", "create needs a namespace")
+            obj = self._json(body)
+            obj.setdefault("metadata", {})["namespace"] = namespace
+            return self._send_json(201, store.create(kind, obj))
+        if method != "GET":
+            raise StoreError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+        selector = Selector.parse(query.get("labelSelector"), query.get("fieldSelector"))
+        if query.get("watch") in ("true", "1"):
+            return self._watch(kind, namespace, selector, query)
+        items, rv = store.list(kind, namespace, selector)
+        return self._send_json(200, {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
+                                     "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+    def _item(self, method: str, kind: Kind, namespace: str, name: str, status: bool, body: bytes) -> None:
+        api = self.server_api
+        store = api.store
+        if method == "GET":
+            return self._send_json(200, store.get(kind, namespace, name))
+        if method == "PATCH":
+            api.stats.patches += 1
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if content_type not in _MERGE_TYPES:
+                raise StoreError(415, "UnsupportedMediaType",
+                                 f"the emulator supports merge patches only, not {content_type or 'no content type'}")
+            if api.faults.take_conflict():
+                raise StoreError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": '
+                                 "the object has been modified; please apply your changes to the latest version")
+            return self._send_json(200, store.patch(kind, namespace, name, self._json(body), status_only=status))
+        if method == "PUT":
+            obj = self._json(body)
+            expect = (obj.get("metadata") or {}).get("resourceVersion")
+            if status:
+                current = store.get(kind, namespace, name)
+                current["status"] = obj.get("status")
+                obj = current
+            return self._send_json(200, store.replace(kind, namespace, name, obj, expect_rv=expect))
+        if method == "DELETE":
+            return self._send_json(200, store.delete(kind, namespace, name))
+        raise StoreError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _pod_log(self, namespace: str, name: str, query: dict) -> None:
+        api = self.server_api
+        api.store.get(PODS, namespace, name)  # 404 for unknown pods
+        previous = query.get("previous") in ("true", "1")
+        text = api.log_provider(namespace, name, query.get("container"), previous) if api.log_provider else None
+        if text is None:
+            what = "previous terminated container" if previous else "container"
+            raise StoreError(400, "BadRequest", f'{what} in pod "{name}" has no logs (not started yet?)')
+        tail = query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-int(tail):]) if int(tail) else ""
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    @staticmethod
+    def _json(body: bytes) -> dict:
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise StoreError(400, "BadRequest", f"request body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise StoreError(400, "BadRequest", "request body must be a JSON object")
+        return doc
+
+    # -- watch -------------------------------------------------------------------
+
+    def _watch(self, kind: Kind, namespace: str | None, selector: Selector, query: dict) -> None:
+        api = self.server_api
+        store = api.store
+        api.stats.watches_started += 1
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds", "").isdigit() else 1800.0
+        if api.faults.watch_max_seconds is not None:
+            timeout = min(timeout, api.faults.watch_max_seconds)
+        cut_at_end = api.faults.watch_max_seconds is not None
+        ends = time.monotonic() + timeout
+        epoch = api._drop_epoch
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        requested = query.get("resourceVersion") or "0"
+        if requested == "0":
+            # "Any version": start with the current state as ADDED events.
+            items, cursor = store.list(kind, namespace, selector)
+            for obj in items:
+                self._chunk({"type": "ADDED", "object": obj})
+        else:
+            cursor = int(requested) if requested.isdigit() else 0
+            if api.faults.take_expiry():
+                cursor = -1  # older than any history: the store answers 410 below
+        while True:
+            if api._drop_epoch != epoch or not api.listening:
+                api.stats.watches_dropped += 1
+                raise _Abort()
+            try:
+                events, cursor = store.events_after(cursor, kind, namespace, selector)
+            except StoreError as exc:
+                self._chunk({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                                         "status": "Failure", "message": exc.message,
+                                                         "reason": exc.reason, "code": exc.code}})
+                break
+            for event in events:
+                self._chunk({"type": event.type, "object": event.obj})
+            left = ends - time.monotonic()
+            if left <= 0:
+                if cut_at_end:
+                    api.stats.watches_dropped += 1
+                    raise _Abort()
+                break
+            store.wait_for_change(cursor, min(left, 0.1))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _chunk(self, doc: dict) -> None:
+        data = json.dumps(doc).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

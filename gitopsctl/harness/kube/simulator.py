@@ -1,0 +1,87 @@
+"""The cluster behind the API emulator: Flux's two controllers, kube-controller-manager's
+Deployment and ReplicaSet controllers, a kubelet on the test Docker engine, kube-proxy.
+
+Two loops, each woken by any store change (or every 100 ms): one plays Flux (git and
+kustomize builds are slow, they must not stall rollouts), the other the controller
+manager and the kubelet's pod sync. Without a Docker client pods stay Pending, which
+is enough for tests of the API layer and the Flux logic.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from gitopsctl.harness.kube.controllers import DeploymentController, ReplicaSetController
+from gitopsctl.harness.kube.fluxsim import KustomizeController, SourceController
+from gitopsctl.harness.kube.kubelet import Kubelet
+from gitopsctl.harness.kube.proxy import ServiceProxy
+from gitopsctl.harness.kube.store import Store
+
+
+class ClusterSimulator:
+    def __init__(self, store: Store, workdir: Path, *, docker_client: Any = None,
+                 registry_auth: dict[str, dict[str, str]] | None = None, restart_backoff: float = 0.5,
+                 max_backoff: float = 5.0, sim_id: str | None = None):
+        self.store = store
+        self.sim_id = sim_id or secrets.token_hex(4)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # A /24 of loopback per simulator so concurrent test sessions get distinct pod IPs.
+        network = f"127.{secrets.randbelow(150) + 100}.{secrets.randbelow(256)}."
+        self.services = ServiceProxy(store, network)
+        self.source = SourceController(store)
+        self.kustomize = KustomizeController(store, self.workdir, services=self.services)
+        self.deployments = DeploymentController(store)
+        self.replicasets = ReplicaSetController(store)
+        self.errors: list[str] = []  # controller and kubelet failures; tests assert it stays empty
+        self.kubelet = (Kubelet(store, docker_client, sim_id=self.sim_id, pod_network=network,
+                                registry_auth=registry_auth, restart_backoff=restart_backoff,
+                                max_backoff=max_backoff, errors=self.errors) if docker_client is not None else None)
+        self._halt = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def cancel_health_check_on_new_revision(self) -> bool:
+        return self.kustomize.cancel_health_check_on_new_revision
+
+    @cancel_health_check_on_new_revision.setter
+    def cancel_health_check_on_new_revision(self, value: bool) -> None:
+        self.kustomize.cancel_health_check_on_new_revision = value
+
+    def start(self) -> "ClusterSimulator":
+        flux = [self.source.tick, self.kustomize.tick]
+        manager = [self.deployments.tick, self.replicasets.tick]
+        if self.kubelet is not None:
+            manager.append(self.kubelet.tick)
+        for name, ticks in (("flux", flux), ("controller-manager", manager)):
+            thread = threading.Thread(target=self._loop, args=(ticks,), name=f"kube-sim-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _loop(self, ticks: list[Callable[[], None]]) -> None:
+        seen = -1
+        while not self._halt.is_set():
+            for tick in ticks:
+                try:
+                    tick()
+                except Exception as exc:  # noqa: BLE001 - a controller bug must show, not kill the loop
+                    self.errors.append(f"{tick.__qualname__}: {type(exc).__name__}: {exc}")
+                    del self.errors[:-50]
+            seen = self.store.wait_for_change(seen, 0.1)
+            self._halt.wait(0.02)  # coalesce bursts of writes into one pass
+
+    def logs(self, namespace: str, pod: str, container: str | None, previous: bool) -> str | None:
+        return self.kubelet.logs(namespace, pod, container, previous) if self.kubelet else None
+
+    def stop(self) -> None:
+        self._halt.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        self.services.stop()

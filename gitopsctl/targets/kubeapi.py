@@ -1,0 +1,285 @@
+"""Kubernetes API access for the frontend target: the real client, bounded retries, no secrets out.
+
+Objects come back as wire-shape dicts (camelCase), the same shape the Flux custom
+objects have, so one set of pure readers (flux.py, rollout.py) judges all of them.
+Unreachable servers, 5xx, 429, 409 and slow answers are retried with exponential
+backoff, a bounded number of times and never past the caller's deadline; then a
+KubeApiError says what failed. Messages pass through `redact`, so a kubeconfig
+token or password can never reach output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from gitopsctl.errors import ConfigError, ExternalError
+
+RETRYABLE_STATUS = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class KubeApiError(ExternalError):
+    """An API call failed for good (after retries, or at once for 4xx answers)."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint, details={"status": status} if status else None)
+        self.status = status
+
+
+class WatchExpired(Exception):
+    """410 Gone: the watch's resourceVersion is older than the server keeps; re-list."""
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    first_delay: float = 0.2
+    max_delay: float = 2.0
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_delay
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * 2, self.max_delay)
+
+
+def resolve_kubeconfig(path: str | None, environ: Mapping[str, str]) -> Path:
+    """The kubeconfig file to use: the configured path, then $KUBECONFIG (first entry), then ~/.kube/config."""
+    if path:
+        chosen, origin = Path(os.path.expanduser(path)), "targets.kubernetes.kubeconfig"
+    elif environ.get("KUBECONFIG"):
+        chosen, origin = Path(environ["KUBECONFIG"].split(os.pathsep)[0]).expanduser(), "$KUBECONFIG"
+    else:
+        chosen, origin = Path("~/.kube/config").expanduser(), "the default location"
+    if not chosen.is_file():
+        raise ConfigError(f"kubeconfig {chosen} (from {origin}) does not exist",
+                          hint="set targets.kubernetes.kubeconfig or $KUBECONFIG to the cluster's kubeconfig")
+    return chosen
+
+
+class KubeApi:
+    def __init__(self, kubeconfig: Path, context: str | None = None, policy: RetryPolicy = RetryPolicy()):
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        self.policy = policy
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg,
+                                    persist_config=False)
+        except ConfigException as exc:
+            raise ConfigError(f"kubeconfig {kubeconfig}: {exc}",
+                              hint="check the file and targets.kubernetes.context") from None
+        # Our loop owns retries (bounded, with backoff and a deadline); urllib3's would hide them.
+        cfg.retries = 0
+        self._secrets = {s for s in (self._token(cfg), cfg.password) if s and len(s) >= 4}
+        self.server = cfg.host
+        self._client = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self._client)
+        self.apps = client.AppsV1Api(self._client)
+        self.custom = client.CustomObjectsApi(self._client)
+
+    @staticmethod
+    def _token(cfg: Any) -> str | None:
+        value = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        if not value:
+            return None
+        return value.split(" ", 1)[1] if value.lower().startswith("bearer ") else value
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- calls -------------------------------------------------------------------
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, deadline: float | None = None,
+             json_body: bool = True, attempts: int | None = None, **kwargs: Any) -> Any:
+        """Run one API call with bounded retries; `what` names it in errors ("get Deployment default/web")."""
+        started = time.monotonic()
+        delays = list(self.policy.delays())[: (attempts - 1) if attempts else None]
+        last: _Retryable | None = None
+        for attempt in range(len(delays) + 1):
+            try:
+                return self._once(fn, args, kwargs, json_body, deadline)
+            except _Retryable as exc:
+                last = exc
+            if attempt == len(delays):
+                break
+            delay = delays[attempt]
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                break
+            time.sleep(delay)
+        assert last is not None
+        took = time.monotonic() - started
+        raise KubeApiError(
+            self.redact(f"Kubernetes API {what} failed after {attempt + 1} attempts in {took:.1f}s: {last}"),
+            status=last.status,
+            hint=f"is the API server {self.server} reachable and healthy?")
+
+    def _once(self, fn: Callable[..., Any], args: tuple, kwargs: dict, json_body: bool,
+              deadline: float | None) -> Any:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        read = self.policy.read_timeout
+        if deadline is not None:
+            read = max(0.5, min(read, deadline - time.monotonic()))
+        try:
+            resp = fn(*args, _preload_content=False,
+                      _request_timeout=(self.policy.connect_timeout, read), **kwargs)
+            data = resp.data
+            status = resp.status
+            reason = resp.reason
+        except ApiException as exc:  # the client raises for non-2xx answers
+            status, reason = int(exc.status or 0), exc.reason
+            body = exc.body
+            data = body.encode() if isinstance(body, str) else (body or b"")
+        except urllib3.exceptions.ReadTimeoutError:
+            raise _Retryable(f"no answer within {read:.1f}s") from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise _Retryable(f"connect timed out after {self.policy.connect_timeout:.1f}s") from None
+        except urllib3.exceptions.MaxRetryError as exc:
+            if isinstance(exc.reason, urllib3.exceptions.NewConnectionError):
+                # (a subclass of ConnectTimeoutError in urllib3 2, so it goes first)
+                raise _Retryable(f"unreachable ({_short(exc.reason)})") from None
+            if isinstance(exc.reason, urllib3.exceptions.ReadTimeoutError):
+                raise _Retryable(f"no answer within {read:.1f}s") from None
+            if isinstance(exc.reason, urllib3.exceptions.ConnectTimeoutError):
+                raise _Retryable(f"connect timed out after {self.policy.connect_timeout:.1f}s") from None
+            raise _Retryable(f"unreachable ({_short(exc.reason)})") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _Retryable(f"connection failed ({_short(exc)})") from None
+        if 200 <= status < 300:
+            if not json_body:
+                return data.decode("utf-8", "replace")
+            return json.loads(data)
+        message = _status_message(data) or reason or ""
+        text = f"HTTP {status} {message}".strip()
+        if status in RETRYABLE_STATUS:
+            raise _Retryable(text, status)
+        if status in (401, 403):
+            raise KubeApiError(self.redact(text), status=status,
+                               hint="the kubeconfig's credentials were rejected; check user and context")
+        raise KubeApiError(self.redact(text), status=status)
+
+    # -- the calls the target makes ---------------------------------------------
+
+    def get_custom(self, group: str, version: str, plural: str, namespace: str, name: str,
+                   deadline: float | None = None) -> dict:
+        return self.call(f"get {plural} {namespace}/{name}", self.custom.get_namespaced_custom_object,
+                         group, version, namespace, plural, name, deadline=deadline)
+
+    def patch_custom(self, group: str, version: str, plural: str, namespace: str, name: str, body: dict,
+                     deadline: float | None = None) -> dict:
+        return self.call(f"patch {plural} {namespace}/{name}", self.custom.patch_namespaced_custom_object,
+                         group, version, namespace, plural, name, body, deadline=deadline)
+
+    def get_deployment(self, namespace: str, name: str, deadline: float | None = None) -> dict:
+        return self.call(f"get Deployment {namespace}/{name}", self.apps.read_namespaced_deployment,
+                         name, namespace, deadline=deadline)
+
+    def list_replicasets(self, namespace: str, selector: str, deadline: float | None = None) -> list[dict]:
+        return self.call(f"list ReplicaSets in {namespace}", self.apps.list_namespaced_replica_set,
+                         namespace, label_selector=selector, deadline=deadline)["items"]
+
+    def list_pods(self, namespace: str, selector: str, deadline: float | None = None) -> tuple[list[dict], str]:
+        doc = self.call(f"list Pods in {namespace}", self.core.list_namespaced_pod,
+                        namespace, label_selector=selector, deadline=deadline)
+        return doc["items"], (doc.get("metadata") or {}).get("resourceVersion", "")
+
+    def watch_pods(self, namespace: str, selector: str, resource_version: str,
+                   timeout_seconds: int) -> "WatchStream":
+        """Open a watch of pods from `resource_version`; iterate it for raw events.
+
+        The stream is read here rather than through kubernetes.watch.Watch, whose
+        raw mode cannot report ERROR events (it looks for a key it never set).
+        """
+        resp = self.core.list_namespaced_pod(
+            namespace, label_selector=selector, resource_version=resource_version, watch=True,
+            timeout_seconds=timeout_seconds, allow_watch_bookmarks=False, _preload_content=False,
+            _request_timeout=(self.policy.connect_timeout, timeout_seconds + 5))
+        return WatchStream(resp, self.redact)
+
+    def pod_log(self, namespace: str, pod: str, container: str | None, *, previous: bool,
+                tail_lines: int, deadline: float | None = None) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "previous": previous}
+        if container:
+            kwargs["container"] = container
+        return self.call(f"read log of pod {namespace}/{pod}", self.core.read_namespaced_pod_log,
+                         pod, namespace, json_body=False, deadline=deadline, attempts=2, **kwargs)
+
+
+class WatchStream:
+    """Events ({"type", "object"}) of one watch request, until the server ends it.
+
+    Iterating raises WatchExpired for 410 Gone and urllib3 errors when the stream
+    drops; the caller re-lists and re-watches. close() may be called from another
+    thread to end a blocked read at once.
+    """
+
+    def __init__(self, resp: Any, redact: Callable[[str], str]):
+        self._resp = resp
+        self._redact = redact
+
+    def __iter__(self) -> Iterator[dict]:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        try:
+            for line in iter_resp_lines(self._resp):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(str(status.get("message", "resource version expired")))
+                    raise KubeApiError(self._redact(f"watch failed: HTTP {status.get('code')} "
+                                                    f"{status.get('message', '')}".strip()),
+                                       status=status.get("code"))
+                yield event
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        shutdown = getattr(self._resp, "shutdown", None)  # urllib3 >= 2.3 unblocks a pending read
+        try:
+            if shutdown is not None:
+                shutdown()
+            self._resp.close()
+            self._resp.release_conn()
+        except Exception:  # noqa: BLE001 - closing a dead stream is best effort
+            pass
+
+
+def _status_message(data: bytes) -> str:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return data[:200].decode("utf-8", "replace").strip()
+    if isinstance(doc, dict):
+        return str(doc.get("message") or doc.get("reason") or "")
+    return ""
+
+
+def _short(exc: Any) -> str:
+    text = str(exc)
+    # urllib3 wraps the useful part ("Connection refused") in object reprs; keep the tail.
+    if "Errno" in text:
+        text = text[text.index("[Errno"):].rstrip("'\")")
+    return text[:200]

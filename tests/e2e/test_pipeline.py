@@ -1,0 +1,140 @@
+"""The whole story on the real harness: build, stage, verify, rollback.
+
+Each test drives the real CLI in a CI clone against a lab homelab (git remote, Docker
+engine, registry, Kubernetes emulator, SSH VM) and asserts the final git log and what
+actually runs (the /version each service answers).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gitopsctl import repo as gitrepo
+
+pytestmark = pytest.mark.e2e
+
+FRONTEND_BREAK = {"examples/frontend/fail-mode": "crash\n"}
+BACKEND_BREAK = {"examples/backend/fail-mode": "unhealthy\n"}
+
+
+def run_json(lab, *args: str):
+    result = lab.gitopsctl("-o", "json", *args)
+    try:
+        doc = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"gitopsctl {' '.join(args)} printed no JSON document:\n"
+                             f"stdout: {result.stdout}\nstderr: {result.stderr}") from None
+    return result.returncode, doc, result.stderr
+
+
+def build(lab, sha: str) -> None:
+    code, doc, err = run_json(lab, "build", "--source", sha)
+    assert code == 0, err
+
+
+def records(lab):
+    return gitrepo.deploy_log(lab.remote.bare, "refs/heads/main")
+
+
+def test_good_commit_goes_live_frontend_then_backend(lab):
+    sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>v2</h1>\n",
+                                 "examples/backend/www/index.html": "v2\n"}, "app: v2")
+    build(lab, sha)
+    code, doc, err = run_json(lab, "stage", "--source", sha)
+    assert code == 0, err
+    assert doc["outcome"] == "deployed"
+    names = [s["name"] for s in doc["steps"]]
+    assert names.index("frontend healthy") < names.index("bump backend")
+    log = records(lab)
+    deploys = [r for r in log if r.kind == "deploy"]
+    assert [(r.service, r.source) for r in deploys[:2]] == [("backend", sha), ("frontend", sha)]
+    assert all("@sha256:" in r.image for r in deploys[:2])
+    subjects = lab.log("%s")
+    assert all("[skip ci]" in s for s in subjects[:2])
+    assert lab.served_version("frontend") == sha
+    assert lab.served_version("backend") == sha
+    # verify and status read the same story back from git and the targets
+    code, report, err = run_json(lab, "verify")
+    assert code == 0 and report["healthy"], err
+    code, status, err = run_json(lab, "status")
+    assert code == 0, err
+    assert {s["service"]: s["source"] for s in status["services"]} == {"frontend": sha, "backend": sha}
+    assert all(s["health"]["healthy"] for s in status["services"])
+    # the same pipeline again changes nothing
+    code, again, err = run_json(lab, "stage", "--source", sha)
+    assert code == 0, err
+    assert lab.log("%H")[0] == log[0].commit
+
+
+def test_frontend_crash_loop_reverts_and_never_touches_the_backend(lab):
+    before = {svc: lab.served_version(svc) for svc in ("frontend", "backend")}
+    sha = lab.commit_app_change(FRONTEND_BREAK, "frontend: break it")
+    build(lab, sha)
+    code, doc, err = run_json(lab, "stage", "--source", sha)
+    assert code == 1, err
+    assert doc["outcome"] == "rolled-back"
+    assert "bump backend" not in [s["name"] for s in doc["steps"]]
+    log = records(lab)
+    assert log[0].kind == "rollback" and log[0].source == sha
+    assert log[1].kind == "deploy" and log[1].service == "frontend"
+    assert not [r for r in log if r.kind == "deploy" and r.service == "backend" and r.source == sha]
+    message = gitrepo.open_repo(lab.remote.bare).commit(log[0].commit).message
+    assert "CrashLoopBackOff" in message
+    assert "[skip ci]" in message.splitlines()[0]
+    assert f"Gitopsctl-Rollback-Of: {sha}" in message
+    assert doc["rollback"]["verified"] is True
+    assert {svc: lab.served_version(svc) for svc in ("frontend", "backend")} == before
+
+
+def test_unhealthy_backend_reverts_both(lab):
+    before = {svc: lab.served_version(svc) for svc in ("frontend", "backend")}
+    sha = lab.commit_app_change({**BACKEND_BREAK, "examples/frontend/www/index.html": "v3\n"},
+                                "backend: break it")
+    build(lab, sha)
+    code, doc, err = run_json(lab, "stage", "--source", sha)
+    assert code == 1, err
+    log = records(lab)
+    rollback = log[0]
+    assert rollback.kind == "rollback"
+    deployed = {r.commit for r in log if r.kind == "deploy" and r.source == sha}
+    assert len(deployed) == 2
+    assert set(rollback.reverts) == deployed
+    message = gitrepo.open_repo(lab.remote.bare).commit(rollback.commit).message
+    assert "Gitopsctl-Failed-Target: vm" in message
+    assert "Evidence:" in message
+    assert {svc: lab.served_version(svc) for svc in ("frontend", "backend")} == before
+    # rolling back again by hand reverts nothing twice
+    code, again, err = run_json(lab, "rollback", "--source", sha)
+    assert again["reverted"] == [] and again["already_rolled_back"] is True, err
+    assert records(lab)[0].commit == rollback.commit
+
+
+def test_stale_pipeline_is_superseded_and_changes_nothing(lab):
+    old = lab.commit_app_change({"examples/frontend/www/index.html": "old\n"}, "app: old")
+    build(lab, old)
+    new = lab.commit_app_change({"examples/frontend/www/index.html": "new\n"}, "app: new")
+    build(lab, new)
+    code, doc, err = run_json(lab, "stage", "--source", new)
+    assert code == 0, err
+    tip = lab.log("%H")[0]
+    code, doc, err = run_json(lab, "stage", "--source", old)
+    assert code == 4, err
+    assert doc["outcome"] == "superseded"
+    assert lab.log("%H")[0] == tip
+    assert lab.served_version("frontend") == new
+
+
+def test_registry_down_during_build_deploys_nothing(lab):
+    tip = lab.log("%H")[0]
+    sha = lab.commit_app_change({"examples/frontend/www/index.html": "v9\n"}, "app: v9")
+    lab.registry.stop()
+    try:
+        code, doc, err = run_json(lab, "build", "--source", sha)
+    finally:
+        lab.registry.start()
+    assert code == 1, err
+    assert lab.registry.url in err
+    assert not (lab.ci / ".gitopsctl" / "builds" / f"{sha}.json").exists()
+    assert lab.log("%H")[1] == tip  # only the developer's commit; no deploy commit
