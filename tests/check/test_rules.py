@@ -214,7 +214,7 @@ def test_two_writers(homelab):
         apiVersion: image.toolkit.fluxcd.io/v1beta2
         kind: ImageUpdateAutomation
         metadata:
-          name: homelab
+          name: unmanaged
           namespace: flux-system
         spec:
           interval: 30m
