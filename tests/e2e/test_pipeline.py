@@ -38,7 +38,8 @@ def records(lab):
     return gitrepo.deploy_log(lab.remote.bare, "refs/heads/main")
 
 
-def test_good_commit_goes_live_frontend_then_backend(lab):
+def test_good_commit_goes_live_frontend_then_backend(shared_lab):
+    lab = shared_lab
     sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>v2</h1>\n",
                                  "examples/backend/www/index.html": "v2\n"}, "app: v2")
     build(lab, sha)
@@ -68,7 +69,8 @@ def test_good_commit_goes_live_frontend_then_backend(lab):
     assert lab.log("%H")[0] == log[0].commit
 
 
-def test_frontend_crash_loop_reverts_and_never_touches_the_backend(lab):
+def test_frontend_crash_loop_reverts_and_never_touches_the_backend(shared_lab):
+    lab = shared_lab
     before = {svc: lab.served_version(svc) for svc in ("frontend", "backend")}
     sha = lab.commit_app_change(FRONTEND_BREAK, "frontend: break it")
     build(lab, sha)
@@ -86,9 +88,11 @@ def test_frontend_crash_loop_reverts_and_never_touches_the_backend(lab):
     assert f"Gitopsctl-Rollback-Of: {sha}" in message
     assert doc["rollback"]["verified"] is True
     assert {svc: lab.served_version(svc) for svc in ("frontend", "backend")} == before
+    lab.commit_app_change({"examples/frontend/fail-mode": "none\n"}, "frontend: fix")
 
 
-def test_unhealthy_backend_reverts_both(lab):
+def test_unhealthy_backend_reverts_both(shared_lab):
+    lab = shared_lab
     before = {svc: lab.served_version(svc) for svc in ("frontend", "backend")}
     sha = lab.commit_app_change({**BACKEND_BREAK, "examples/frontend/www/index.html": "v3\n"},
                                 "backend: break it")
@@ -109,9 +113,11 @@ def test_unhealthy_backend_reverts_both(lab):
     code, again, err = run_json(lab, "rollback", "--source", sha)
     assert again["reverted"] == [] and again["already_rolled_back"] is True, err
     assert records(lab)[0].commit == rollback.commit
+    lab.commit_app_change({"examples/backend/fail-mode": "none\n"}, "backend: fix")
 
 
-def test_stale_pipeline_is_superseded_and_changes_nothing(lab):
+def test_stale_pipeline_is_superseded_and_changes_nothing(shared_lab):
+    lab = shared_lab
     old = lab.commit_app_change({"examples/frontend/www/index.html": "old\n"}, "app: old")
     build(lab, old)
     new = lab.commit_app_change({"examples/frontend/www/index.html": "new\n"}, "app: new")
@@ -126,7 +132,8 @@ def test_stale_pipeline_is_superseded_and_changes_nothing(lab):
     assert lab.served_version("frontend") == new
 
 
-def test_registry_down_during_build_deploys_nothing(lab):
+def test_registry_down_during_build_deploys_nothing(shared_lab):
+    lab = shared_lab
     tip = lab.log("%H")[0]
     sha = lab.commit_app_change({"examples/frontend/www/index.html": "v9\n"}, "app: v9")
     lab.registry.stop()

@@ -350,6 +350,9 @@ def homelab_config(registry_url: str, *, frontend_node_port: int, backend_port: 
                "checkout": str(vm_checkout), "compose_project": compose_project,
                "remote_command": remote_command,
                "health_url": f"http://127.0.0.1:{backend_port}/healthz"})
+    # The committed example SealedSecret is sealed for a real VM's key, which this
+    # stand-in VM does not have; the sandbox lab covers unsealing on the VM.
+    vm["sealed_secrets"] = []
     data["stage"]["delay"] = "1s"
     data["timeouts"].update({"failure": "90s", "http": "2s", "ssh_connect": "5s",
                              "healthy_samples": 2})
