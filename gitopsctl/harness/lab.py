@@ -10,8 +10,8 @@
 The repository is seeded from this project's clusters/homelab and examples/, with the
 few changes a local sandbox needs (stated in `_adapt`): `harbor.lan` becomes the local
 registry, the frontend NodePort and backend port become free local ports, the backend's
-example SealedSecret is sealed for the sandbox VM's own key, and gitopsctl.yaml points
-at the sandbox services. The images the seeded manifests name are built and pushed
+healthcheck probes every second, its example SealedSecret is sealed for the sandbox
+VM's own key, and gitopsctl.yaml points at the sandbox services. The images the seeded manifests name are built and pushed
 first, so the homelab starts out live and healthy, as a real one would.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -236,6 +237,10 @@ class Lab:
             new = text.replace("harbor.lan", self.registry.url)
             if path.name == "service.yaml" and "frontend" in str(path.parent):
                 new = new.replace(f"nodePort: {DEFAULT_NODE_PORT}", f"nodePort: {self.node_port}")
+            if path.name == "docker-compose.yml":
+                # A sandbox has no patience to spare: probe every second from the start.
+                new = re.sub(r"(?m)^(\s+)interval: \S+$", r"\1interval: 1s", new)
+                new = re.sub(r"(?m)^(\s+)start_period: \S+$", r"\1start_period: 0s", new)
             if new != text:
                 path.write_text(new)
         sealed_path = staging / SEALED_FILE
