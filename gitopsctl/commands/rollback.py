@@ -188,7 +188,7 @@ def verify_all(ctx, revision: str) -> list[HealthReport]:
     reports = []
     for service in config.stage.order:
         target = target_for(config, service, environ=ctx.environ, progress=ctx.reporter.debug,
-                            reporter=ctx.reporter)
+                            reporter=ctx.reporter, repo_path=ctx.repo)
         deadline = time.monotonic() + config.timeouts.failure
         ctx.reporter.waiting(f"{service}: applying {revision[:7]} and waiting for health")
         reports.append(apply_and_wait(target, service, revision, deadline))

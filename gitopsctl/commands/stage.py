@@ -80,7 +80,10 @@ class _Timed:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.step.elapsed = time.monotonic() - self._start
-        if exc is not None and self.step.status == "running":
+        if isinstance(exc, Superseded) and self.step.status == "running":
+            self.step.status = "superseded"
+            self.step.detail = exc.message
+        elif exc is not None and self.step.status == "running":
             self.step.status = "failed"
             self.step.detail = getattr(exc, "message", str(exc))
         elif self.step.status == "running":
@@ -165,7 +168,8 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
             step.detail = (f"commit {commits[0][:7]} pushed" if commits
                            else "no change: the image was already in git")
     revision = gitrepo.resolve_commit(root, remote_ref(config))
-    target = target_for(config, service, environ=ctx.environ, progress=rep.debug, reporter=rep)
+    target = target_for(config, service, environ=ctx.environ, progress=rep.debug, reporter=rep,
+                        repo_path=root)
     with clock.step(f"{service} healthy") as step:
         rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
                     f"(deadline {timeout:.0f}s)")

@@ -61,7 +61,7 @@ def verify(ctx, *, targets: list[str] | None = None, timeout: float | None = Non
         live = state.live(service)
         result.live[service] = live.to_dict() if live else None
         target = target_for(config, service, environ=ctx.environ, progress=ctx.reporter.debug,
-                            reporter=ctx.reporter)
+                            reporter=ctx.reporter, repo_path=ctx.repo)
         ctx.reporter.waiting(f"{service}: verifying {state.tip[:7]} (deadline {timeout:.0f}s)")
         report = apply_and_wait(target, service, state.tip, time.monotonic() + timeout)
         report.target = service

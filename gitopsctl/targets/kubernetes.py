@@ -54,7 +54,8 @@ class KubeTarget:
 
     def __init__(self, settings: KubernetesTarget, *, name: str = "frontend", branch: str = "main",
                  http_timeout: float = 5.0, healthy_samples: int = 3, kube: KubeApi | None = None,
-                 environ: Mapping[str, str] | None = None, progress: Progress | None = None):
+                 environ: Mapping[str, str] | None = None, progress: Progress | None = None,
+                 contains: Callable[[str, str], bool] | None = None):
         import os
 
         self.name = name
@@ -66,16 +67,23 @@ class KubeTarget:
         self._kube = kube
         self._environ = environ if environ is not None else os.environ
         self._applied: tuple[str, str] | None = None  # (sha, token) of the last apply()
+        # contains(newer, ours): does commit `newer` include `ours`? When the branch moved on
+        # after our push (another pipeline, a developer), Flux applies the newer commit, which
+        # still carries our change; without this hook only our exact commit counts.
+        self.contains = contains
+        self._moved: dict[str, str] = {}  # our sha -> the newer sha Flux applied instead
 
     @classmethod
     def from_config(cls, config: Config, service: str = "frontend", *, progress: Progress | None = None,
-                    environ: Mapping[str, str] | None = None) -> "KubeTarget":
+                    environ: Mapping[str, str] | None = None,
+                    contains: Callable[[str, str], bool] | None = None) -> "KubeTarget":
         settings = config.targets.kubernetes
         if settings is None:
             raise ConfigError("targets.kubernetes is not configured",
                               hint="add a `targets.kubernetes:` section to gitopsctl.yaml")
         return cls(settings, name=service, branch=config.git.branch, http_timeout=config.timeouts.http,
-                   healthy_samples=config.timeouts.healthy_samples, environ=environ, progress=progress)
+                   healthy_samples=config.timeouts.healthy_samples, environ=environ, progress=progress,
+                   contains=contains)
 
     @property
     def kube(self) -> KubeApi:
@@ -91,8 +99,11 @@ class KubeTarget:
         token = flux.request_token()
         started = time.monotonic()
         repo = self.settings.git_repository
-        self._reconcile(flux.SOURCE_GROUP, flux.SOURCE_VERSION, flux.GIT_REPOSITORIES, "GitRepository",
-                        repo, sha, token, deadline, started, flux.source_verdict)
+        ours = sha
+        sha = self._reconcile(flux.SOURCE_GROUP, flux.SOURCE_VERSION, flux.GIT_REPOSITORIES, "GitRepository",
+                              repo, sha, token, deadline, started, flux.source_verdict)
+        if sha != ours:
+            self._moved[ours] = sha
         ks = self.settings.kustomization
         self._reconcile(flux.KUSTOMIZE_GROUP, flux.KUSTOMIZE_VERSION, flux.KUSTOMIZATIONS, "Kustomization",
                         ks, sha, token, deadline, started, flux.kustomization_verdict)
@@ -100,7 +111,9 @@ class KubeTarget:
 
     def _reconcile(self, group: str, version: str, plural: str, kind: str, ref: ObjectRef, sha: str,
                    token: str, deadline: float, started: float,
-                   judge: Callable[[Mapping[str, Any], str, str], flux.Verdict]) -> flux.Verdict:
+                   judge: Callable[[Mapping[str, Any], str, str], flux.Verdict]) -> str:
+        """Request a reconcile and wait; returns the commit judged (ours, or a newer one
+        that contains ours when the branch moved on)."""
         label = f"{kind} {ref.namespace}/{ref.name}"
         want = flux.git_revision(self.branch, sha)
         try:
@@ -117,7 +130,14 @@ class KubeTarget:
                 verdict = judge(obj, token, sha)
                 if verdict.state in ("applied", "checking"):
                     self.progress(f"{label}: {verdict.message or verdict.reason}")
-                    return verdict
+                    return sha
+                if verdict.reason == "OtherRevision" and self.contains is not None:
+                    newer = _artifact_sha(obj)
+                    if newer and newer != sha and self.contains(newer, sha):
+                        self.progress(f"{label}: the branch moved on to {newer[:7]}, which contains "
+                                      f"{sha[:7]}; judging that revision")
+                        sha, want = newer, flux.git_revision(self.branch, newer)
+                        continue
                 if verdict.state == "failed":
                     self._fail_reconcile(label, verdict.reason, verdict.message, want, started)
                 if verdict.reason == "OtherRevision" and re_requests < 3 \
@@ -160,6 +180,7 @@ class KubeTarget:
 
     def wait_healthy(self, revision: str, deadline: float) -> HealthReport:
         sha = _full_sha(revision)
+        sha = self._moved.get(sha, sha)
         watch = _Waiter(self, sha, deadline)
         try:
             return watch.run()
@@ -478,3 +499,9 @@ def _full_sha(revision: str) -> str:
         raise InputError(f"revision {revision!r} is not a full 40-character git commit SHA",
                          hint="pass the deploy commit's full SHA (git rev-parse HEAD)")
     return revision.lower()
+
+
+def _artifact_sha(repo: Mapping[str, Any]) -> str | None:
+    """The full commit SHA of a GitRepository's current artifact, if it has one."""
+    parsed = flux.parse_revision(((repo.get("status") or {}).get("artifact") or {}).get("revision", ""))
+    return parsed.hex.lower() if parsed is not None and parsed.algorithm == "sha1" else None
