@@ -277,6 +277,35 @@ def status(
     _run(ctx, "status", limit=limit, health=health)
 
 
+class SandboxAction(str, Enum):
+    demo = "demo"
+    up = "up"
+    down = "down"
+
+
+@commands.command()
+def sandbox(
+    ctx: typer.Context,
+    action: Annotated[SandboxAction, typer.Argument(
+        metavar="demo|up|down",
+        help="demo: play the whole story and clean up; up: keep it running until Ctrl-C; "
+             "down: stop a running `sandbox up`")],
+    dir: Annotated[Optional[Path], typer.Option(
+        "--dir", metavar="DIR",
+        help="Work directory (new or empty) [default: a new one under /tmp]; "
+             "for down: the one `sandbox up` printed [default: the last one it recorded]")] = None,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Keep the work directory's files (git remote, logs) after stopping")] = False,
+    stage_delay: Annotated[float, typer.Option(
+        metavar="SECONDS", help="stage.delay between frontend and backend in the sandbox")] = 5.0,
+    timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="down: how long to wait for `sandbox up` to clean up")] = 120.0,
+) -> None:
+    """Run the whole homelab on this machine: demo the deploy/rollback story, or keep it up."""
+    _run(ctx, "sandbox", action=action.value, workdir=dir, keep=keep, stage_delay=stage_delay,
+         timeout=timeout)
+
+
 @commands.command("config")
 def config_command(
     ctx: typer.Context,

@@ -1,0 +1,75 @@
+"""`gitopsctl sandbox demo` as a user runs it: one subprocess, the whole story, nothing left.
+
+It runs on the session's Docker engine (DOCKER_HOST), which also exercises "use the
+engine this machine already runs": the demo must then remove its own containers and
+images from that engine and leave everything else alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.sandbox.conftest import lab_containers_and_images, processes_naming, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_plays_three_scenarios_and_removes_everything(tmp_path, cli_env, docker_engine, docker_client):
+    workdir = tmp_path / "demo"
+    containers_before = {c.id for c in docker_client.containers.list(all=True)}
+    env = {**cli_env, "DOCKER_HOST": docker_engine.docker_host}
+
+    result = run_cli(["-o", "json", "sandbox", "demo", "--dir", str(workdir), "--stage-delay", "2"],
+                     env, timeout=900)
+
+    try:
+        doc = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"no JSON document; stderr tail:\n{result.stderr[-4000:]}") from None
+    assert result.returncode == 0, json.dumps(doc, indent=1)[-4000:]
+    assert doc["ok"] is True
+    assert doc["engine"] == docker_engine.docker_host  # reused, not a second engine
+
+    scenarios = {s["name"]: s for s in doc["scenarios"]}
+    assert list(scenarios) == ["good-commit", "frontend-break", "backend-break"]
+    assert all(s["ok"] and s["outcome"] == s["expected"] for s in scenarios.values())
+    assert [s["expected"] for s in scenarios.values()] == ["deployed", "rolled-back", "rolled-back"]
+
+    good, front, back = scenarios["good-commit"], scenarios["frontend-break"], scenarios["backend-break"]
+    # the commits each pipeline wrote, read back from the remote, oldest first
+    assert [c["subject"].split(":")[0] for c in good["commits"]] == ["deploy(frontend)", "deploy(backend)"]
+    assert [c["subject"].split(":")[0] for c in front["commits"]] == ["deploy(frontend)", "rollback"]
+    assert [c["subject"].split(":")[0] for c in back["commits"]] == [
+        "deploy(frontend)", "deploy(backend)", "rollback"]
+    assert all("[skip ci]" in c["subject"] for s in scenarios.values() for c in s["commits"])
+    # what runs: the good commit stays live through both failures
+    assert good["served_after"] == {"frontend": good["source"], "backend": good["source"]}
+    assert front["served_after"] == back["served_after"] == good["served_after"]
+    assert "CrashLoopBackOff" in front["rollback_reason"]
+    assert back["rollback_reason"]
+    for s in scenarios.values():
+        assert s["timings"]["build"] > 0 and s["timings"]["stage"] > 0
+    assert good["timings"]["rollback"] is None
+    assert front["timings"]["rollback"] > 0 and back["timings"]["rollback"] > 0
+    assert good["timings"]["stage_delay"] >= 2
+
+    # the audit trail is the remote's git log, newest first, rollbacks with their reason
+    log = doc["log"]
+    assert log[0]["kind"] == "rollback" and log[0]["source"] == back["source"]
+    assert [e["commit"] for e in log if e["kind"] == "rollback"] == [
+        back["commits"][-1]["commit"], front["commits"][-1]["commit"]]
+    assert all(e["reason"] for e in log if e["kind"] == "rollback")
+    # `gitopsctl status` agrees: the good commit is live and healthy on both targets
+    status = {s["service"]: s for s in doc["status"]["services"]}
+    assert {k: v["source"] for k, v in status.items()} == {"frontend": good["source"], "backend": good["source"]}
+    assert all(v["health"]["healthy"] for v in status.values())
+
+    # nothing is left: checked here independently of the demo's own report
+    assert doc["cleanup"]["leftovers"] == []
+    assert not workdir.exists()
+    assert processes_naming(workdir) == []
+    assert lab_containers_and_images(docker_client, doc["cleanup"]["checked"]) == []
+    assert {c.id for c in docker_client.containers.list(all=True)} <= containers_before
+    assert docker_engine.ping()  # the borrowed engine is still there for everyone else
