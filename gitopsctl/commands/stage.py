@@ -182,6 +182,7 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
             return None
         step.status = "failed"
         step.detail = report.reason
+        step.elapsed = report.elapsed
         rep.failure(f"{service}: {report.reason}")
         return _failure(service, config, report, result)
 

@@ -73,7 +73,8 @@ def status(ctx, *, limit: int = 10, health: bool = True) -> StatusResult:
     for service in config.stage.order:
         live = state.live(service)
         entry = {"service": service, "target": config.service(service).target,
-                 "source": live.source if live else None, "image": live.image if live else None,
+                 "source": live.source if live else None,
+                 "image": live.image if live else _image_in_git(root, ref, config, service),
                  "commit": live.commit if live else None,
                  "deployed_at": live.timestamp if live else None, "health": None}
         if health:
@@ -97,3 +98,33 @@ def _health(ctx, service: str) -> HealthReport:
         report = HealthReport(target=service, healthy=False, reason=exc.message)
     report.target = service
     return report
+
+
+def _image_in_git(root, ref: str, config, service: str) -> str | None:
+    """The image a service's setter marker holds at `ref`, for services that no gitopsctl
+    deploy commit describes yet (a fresh homelab, or one rolled back to its first state)."""
+    from gitopsctl import setters
+
+    repo = gitrepo.open_repo(root)
+    svc = config.service(service)
+    try:
+        names = repo.git.ls_tree("-r", "--name-only", ref, "--", *svc.paths).split("\n")
+    except Exception:
+        return None
+    for name in names:
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        try:
+            text = repo.git.show(f"{ref}:{name}")
+        except Exception:
+            continue
+        if "$imagepolicy" not in text:
+            continue
+        try:
+            markers = setters.scan_text(text, name).markers
+        except GitopsctlError:  # `check` reports broken files; status just looks past them
+            continue
+        for marker in markers:
+            if marker.policy == svc.policy and marker.field == "image":
+                return f"{marker.value} (in git; not deployed by gitopsctl)"
+    return None

@@ -76,6 +76,16 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-handshake or mid-stream (a dropped watch, a killed
+        # gitopsctl) is routine here; only unexpected errors deserve a traceback.
+        import ssl
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class ApiServer:
     """Serves `store` on 127.0.0.1:`port` (0 = pick one) until stop()."""
