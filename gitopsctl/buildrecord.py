@@ -21,14 +21,13 @@ live. A record only ever lists images that were pushed completely.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitopsctl.errors import InputError, Location
+from gitopsctl.fsutil import write_atomic
 from gitopsctl.imageref import parse_reference
 
 RECORD_VERSION = 1
@@ -102,20 +101,7 @@ def write_record(config, record: BuildRecord, *, merge: bool = True) -> Path:
             images = {**previous.images, **images}
     doc = BuildRecord(source=record.source, images=images, created=record.created).to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
     return path
 
 

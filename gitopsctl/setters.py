@@ -451,27 +451,9 @@ def service_paths(config, service: str | None, root: Path) -> list[Path]:
 
 def write_atomic(path: Path, text: str) -> None:
     """Temp file in the same directory, same mode, then rename over the original."""
-    import tempfile
+    from gitopsctl.fsutil import write_atomic as write
 
-    data = text.encode("utf-8")
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write(path, text)
 
 
 def write_plans(plans: Sequence[FilePlan]) -> None:

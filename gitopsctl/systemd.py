@@ -15,6 +15,7 @@ from pathlib import Path
 from string import Template
 
 from gitopsctl.errors import ConfigError, UsageError
+from gitopsctl.fsutil import write_atomic
 
 UNIT_NAMES = ("gitopsctl-sync.service", "gitopsctl-sync.timer")
 # systemd splits ExecStart on whitespace and expands % and $; keep paths plain.
@@ -65,22 +66,10 @@ def render_units(config, executable: str | None = None) -> dict[str, str]:
 
 def write_units(units: dict[str, str], directory: Path) -> list[Path]:
     """Write each unit atomically (temp + rename), mode 0644."""
-    import tempfile
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in units.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, directory / name)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(directory / name, text, 0o644)
         written.append(directory / name)
     return written

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -395,21 +394,9 @@ def _env_line(name: str, value: bytes, source: str) -> str:
 # ----------------------------------------------------------------- files and lock
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory, created with its final mode, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from gitopsctl.fsutil import write_atomic
+
+    write_atomic(path, data, mode)
 
 
 def _read_status(state_dir: Path) -> dict | None:
