@@ -34,6 +34,18 @@ def build(lab, sha: str) -> None:
     assert code == 0, err
 
 
+AUTOMATION = "clusters/homelab/image-automation/automation.yaml"
+
+
+def automation_suspended(lab) -> bool:
+    """spec.suspend of the image automation at the remote's tip (single writer)."""
+    from ruamel.yaml import YAML
+
+    text = gitrepo.open_repo(lab.remote.bare).git.show(f"refs/heads/main:{AUTOMATION}")
+    docs = [d for d in YAML(typ="safe").load_all(text) if d and d.get("kind") == "ImageUpdateAutomation"]
+    return bool(docs[0]["spec"].get("suspend"))
+
+
 def records(lab):
     return gitrepo.deploy_log(lab.remote.bare, "refs/heads/main")
 
@@ -87,6 +99,10 @@ def test_frontend_crash_loop_reverts_and_never_touches_the_backend(shared_lab):
     assert "[skip ci]" in message.splitlines()[0]
     assert f"Gitopsctl-Rollback-Of: {sha}" in message
     assert doc["rollback"]["verified"] is True
+    # nothing may undo the rollback: the same commit suspends Flux image automation
+    assert automation_suspended(lab)
+    assert AUTOMATION in gitrepo.open_repo(lab.remote.bare).git.show(
+        "--name-only", "--format=", log[0].commit)
     assert {svc: lab.served_version(svc) for svc in ("frontend", "backend")} == before
     lab.commit_app_change({"examples/frontend/fail-mode": "none\n"}, "frontend: fix")
 
@@ -124,6 +140,8 @@ def test_stale_pipeline_is_superseded_and_changes_nothing(shared_lab):
     build(lab, new)
     code, doc, err = run_json(lab, "stage", "--source", new)
     assert code == 0, err
+    assert not automation_suspended(lab)  # a successful stage resumes it
+    assert any(s["name"] == "resume image automation" and "resumed" in s["detail"] for s in doc["steps"])
     tip = lab.log("%H")[0]
     code, doc, err = run_json(lab, "stage", "--source", old)
     assert code == 4, err
