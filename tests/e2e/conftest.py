@@ -1,7 +1,7 @@
 """The whole homelab on this machine (gitopsctl.harness.lab.Lab).
 
-`lab` is a fresh homelab per test; `shared_lab` is one per module, for tests that each
-leave it live and healthy (a deploy or a rollback), so they can run one after another.
+`shared_lab` is one homelab per module: each test leaves it live and healthy (a deploy
+or a rollback, and a fix commit after a break), so tests run one after another on it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,6 @@ import os
 import pytest
 
 from gitopsctl.harness.lab import Lab, LabSettings
-
-
-@pytest.fixture
-def lab(tmp_path, docker_engine, monkeypatch):
-    # The lab reuses the session's engine (connect_or_start finds it through DOCKER_HOST).
-    monkeypatch.setenv("DOCKER_HOST", docker_engine.docker_host)
-    with Lab(tmp_path / "lab", settings=LabSettings(failure_timeout=90)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
