@@ -60,9 +60,10 @@ class StageResult:
 
 
 class _Clock:
-    def __init__(self, result: StageResult, reporter):
+    """Times each step and appends it to the result, whatever way the step ends."""
+
+    def __init__(self, result: StageResult):
         self.result = result
-        self.reporter = reporter
 
     def step(self, name: str) -> "_Timed":
         step = Step(name)
@@ -100,7 +101,7 @@ def stage(ctx, *, source: str | None = None, delay: float | None = None,
     delay = config.stage.delay if delay is None else delay
     timeout = config.timeouts.failure if timeout is None else timeout
     result = StageResult(source=source)
-    clock = _Clock(result, rep)
+    clock = _Clock(result)
     _prewarm(config)
     rep.action(f"stage {source[:7]}: {' → '.join(config.stage.order)}")
 
@@ -178,7 +179,7 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
         report = rollback_cmd.apply_and_wait(target, service, revision, deadline)
         step.data = report.to_dict()
         if report.healthy:
-            rep.success(f"{service} healthy after {step_elapsed(step, t0):.1f}s")
+            rep.success(f"{service} healthy, {time.monotonic() - t0:.1f}s into the stage")
             step.detail = "healthy"
             return None
         step.status = "failed"
@@ -186,10 +187,6 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
         step.elapsed = report.elapsed
         rep.failure(f"{service}: {report.reason}")
         return _failure(service, config, report, result)
-
-
-def step_elapsed(step: Step, t0: float) -> float:
-    return time.monotonic() - t0
 
 
 def _soak(ctx, clock: _Clock, service: str, delay: float, timeout: float,
