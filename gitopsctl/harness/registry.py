@@ -21,7 +21,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,22 +208,19 @@ class TokenServer:
         return self.workdir / "token-root.pem"
 
     def start(self) -> "TokenServer":
-        from http.server import ThreadingHTTPServer
+        from gitopsctl.harness.httpserve import serve_in_background
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_key()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _token_handler(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="token-server", daemon=True).start()
+        self._server = serve_in_background(_token_handler(self), "token-server", self.port)
+        self.port = self._server.server_address[1]
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        from gitopsctl.harness.httpserve import shut_down
+
+        shut_down(self._server)
+        self._server = None
 
     def _make_key(self) -> None:
         import datetime

@@ -12,11 +12,12 @@ import base64
 import os
 import secrets
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from gitopsctl.harness.httpserve import serve_in_background, shut_down
 
 _BACKEND_TIMEOUT = 60.0
 
@@ -33,18 +34,13 @@ class GitHttpServer:
         return f"http://127.0.0.1:{self.port}/{bare.relative_to(self.root)}"
 
     def start(self) -> "GitHttpServer":
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="git-http", daemon=True).start()
+        self._server = serve_in_background(_handler(self), "git-http")
+        self.port = self._server.server_address[1]
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shut_down(self._server)
+        self._server = None
 
     def authorized(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")
