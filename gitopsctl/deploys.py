@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.errors import Superseded
+from gitopsctl.errors import ExternalError, InputError, Superseded
 from gitopsctl.repo import DeployRecord
 
 
@@ -84,6 +84,8 @@ def ensure_not_superseded(repo_path: Path, state: DeployState, source: str,
 
     Newer means: a different source of which ours is an ancestor. Two unrelated sources
     (say, a revert of history by hand) are not ordered, so neither supersedes the other.
+    A live source missing from this clone cannot be ordered either: that is an error,
+    because guessing could let an old pipeline overwrite a newer deploy.
     """
     for service in services:
         live = state.live(service)
@@ -91,12 +93,14 @@ def ensure_not_superseded(repo_path: Path, state: DeployState, source: str,
             continue
         try:
             ours_is_older = gitrepo.is_ancestor(repo_path, source, live.source)
-        except Exception:  # the other source is not in this clone: cannot be ordered
-            ours_is_older = False
+        except InputError as exc:
+            raise ExternalError(f"cannot tell whether {source[:7]} is older than the live "
+                                f"{service} source {live.source[:7]}: {exc.message}",
+                                hint="the checkout needs full history (fetch-depth: 0)") from None
         if ours_is_older:
             raise Superseded(
-                f"{service}: source {source[:7]} is older than {live.source[:7]}, which is "
-                f"already deployed (commit {live.commit[:7]}); nothing changed",
-                hint="a newer pipeline deployed after this one started; nothing to do",
-                details={"service": service, "live_source": live.source,
-                         "live_commit": live.commit, "source": source})
+                f"{service}: source {source[:7]} is older than the deployed "
+                f"{live.source[:7]} (commit {live.commit[:7]}); nothing changed",
+                hint="a newer pipeline already deployed; this one can stop",
+                details={"service": service, "source": source,
+                         "deployed_source": live.source, "deploy_commit": live.commit})

@@ -41,8 +41,6 @@ def align_with_remote(root: Path, config, progress: Callable[[str], None]) -> st
         gitrepo.push_with_retry(root, config.git.remote, config.git.branch,
                                 retries=config.git.push_retries, progress=progress)
         gitrepo.fetch(root, config.git.remote, config.git.branch)
-    repo = gitrepo.open_repo(root)
     if gitrepo.is_ancestor(root, "HEAD", remote_ref(config)):
-        repo.git.execute(["git", "merge", "--quiet", "--ff-only", remote_ref(config)],
-                         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        gitrepo.fast_forward(root, config.git.remote, config.git.branch)
     return gitrepo.resolve_commit(root, remote_ref(config))

@@ -384,19 +384,3 @@ def deploy_log(repo_path: Path | str, rev: str = "HEAD", *,
             if limit is not None and len(records) >= limit:
                 break
     return records
-
-
-def latest_deploy(repo_path: Path | str, service: str, rev: str = "HEAD") -> DeployRecord | None:
-    """The deploy of `service` that is live according to git: the newest one not reverted."""
-    reverted: set[str] = set()
-    for record in deploy_log(repo_path, rev):
-        if record.kind == "rollback":
-            reverted.update(record.reverts)
-            continue
-        if record.service == service and not _in(record.commit, reverted):
-            return record
-    return None
-
-
-def _in(commit: str, prefixes: set[str]) -> bool:
-    return any(commit.startswith(p) for p in prefixes if len(p) >= 4)

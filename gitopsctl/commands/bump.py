@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gitopsctl import setters
-from gitopsctl.errors import ExternalError, InputError, Superseded, UsageError
+from gitopsctl.errors import InputError, UsageError
 from gitopsctl.imageref import ImageReference, parse_reference
 
 _POLICY_ARG = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?)=(.*)$")
@@ -280,33 +280,14 @@ def _file_plan(path: Path, text: str) -> setters.FilePlan:
 # ---------------------------------------------------------------- git
 
 def _check_superseded(root: Path, bumps: Sequence[Bump], revs: Sequence[str] = ("HEAD",)) -> None:
-    from gitopsctl import repo
+    """Superseded when a bump's source is an ancestor of the source live at any of `revs`."""
+    from gitopsctl.deploys import ensure_not_superseded, read_state
 
     for bump in bumps:
         if not bump.source or not bump.service:
             continue
         for rev in revs:
-            _check_one(repo, root, bump, rev)
-
-
-def _check_one(repo, root: Path, bump: Bump, rev: str) -> None:
-    """Superseded when our source is an ancestor of the source live at `rev`."""
-    live = repo.latest_deploy(root, bump.service, rev)
-    if live is None or not live.source or live.source == bump.source:
-        return
-    try:
-        stale = repo.is_ancestor(root, bump.source, live.source)
-    except InputError as exc:
-        raise ExternalError(f"cannot tell whether {bump.source[:7]} is older than the live "
-                            f"{bump.service} source {live.source[:7]}: {exc.message}",
-                            hint="the checkout needs full history (fetch-depth: 0)") from None
-    if stale:
-        raise Superseded(
-            f"{bump.service}: source {bump.source[:7]} is older than the deployed "
-            f"{live.source[:7]} (commit {live.commit[:7]}); nothing changed",
-            hint="a newer pipeline already deployed; this one can stop",
-            details={"service": bump.service, "source": bump.source,
-                     "deployed_source": live.source, "deploy_commit": live.commit})
+            ensure_not_superseded(root, read_state(root, rev), bump.source, [bump.service])
 
 
 def _message(config, bump: Bump) -> str:

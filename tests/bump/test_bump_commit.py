@@ -9,6 +9,8 @@ import threading
 
 import pytest
 
+from gitopsctl.deploys import read_state
+
 from gitopsctl import repo as gitrepo
 from gitopsctl.commands import Context
 from gitopsctl.commands.bump import bump
@@ -42,7 +44,7 @@ def test_commit_message_trailers_and_push(homelab):
     assert git(homelab.bare, "show", "--name-only", "--format=", "main") == BACKEND_FILE
     assert git(homelab.bare, "show", "--name-only", "--format=", "main~1") == FRONTEND_FILE
     assert homelab.remote_head() == homelab.head()
-    live = gitrepo.latest_deploy(homelab.work, "frontend")
+    live = read_state(homelab.work, "HEAD").live("frontend")
     assert live.source == source and live.image == f"harbor.lan/homelab/frontend:{source[:7]}"
 
 
@@ -133,7 +135,7 @@ def test_conflicting_older_deploy_is_redone_on_the_new_tip(homelab, tmp_path):
     bump(ctx_for(other), services=["frontend"], source=old)   # the older pipeline pushed first
     result = bump(ctx_for(homelab.work), services=["frontend"], source=new)
     assert result.pushed
-    deploy = gitrepo.latest_deploy(homelab.bare, "frontend")
+    deploy = read_state(homelab.bare, "HEAD").live("frontend")
     assert deploy.source == new
     content = git(homelab.bare, "show", f"main:{FRONTEND_FILE}")
     assert f"frontend:{new[:7]} #" in content and old[:7] not in content

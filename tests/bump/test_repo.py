@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gitopsctl.deploys import read_state
+
 from gitopsctl import repo
 from gitopsctl.errors import ExternalError, InputError
 from gitopsctl.harness.gitremote import git
@@ -46,7 +48,7 @@ def test_deploy_log_latest_deploy_and_revert(git_remote):
     log = repo.deploy_log(git_remote.work)
     assert [(r.kind, r.service, r.source) for r in log] == [
         ("deploy", "backend", s2), ("deploy", "frontend", s2), ("deploy", "frontend", s1)]
-    assert repo.latest_deploy(git_remote.work, "frontend").commit == d2
+    assert read_state(git_remote.work, "HEAD").live("frontend").commit == d2
 
     message = repo.format_message(f"rollback: {s2[:7]} — frontend CrashLoopBackOff [skip ci]",
                                   [(repo.REVERTS, f"{d2}, {d3}"), (repo.REASON, "CrashLoopBackOff"),
@@ -57,8 +59,8 @@ def test_deploy_log_latest_deploy_and_revert(git_remote):
     latest = repo.deploy_log(git_remote.work)[0]
     assert latest.kind == "rollback" and latest.commit == rollback
     assert latest.reverts == (d2, d3) and latest.source == s2
-    assert repo.latest_deploy(git_remote.work, "frontend").commit == d1
-    assert repo.latest_deploy(git_remote.work, "backend") is None
+    assert read_state(git_remote.work, "HEAD").live("frontend").commit == d1
+    assert read_state(git_remote.work, "HEAD").live("backend") is None
     assert git(git_remote.work, "rev-list", "--count", "HEAD") == "7"  # history kept, nothing rewritten
 
 
