@@ -195,6 +195,21 @@ def verify_all(ctx, revision: str) -> list[HealthReport]:
     return reports
 
 
+def check_once(ctx, service: str) -> HealthReport:
+    """One look at a service's health; trouble reaching it is an unhealthy report."""
+    from gitopsctl.errors import GitopsctlError
+    from gitopsctl.targets.factory import target_for
+
+    try:
+        target = target_for(ctx.config, service, environ=ctx.environ, progress=ctx.reporter.debug,
+                            reporter=ctx.reporter)
+        report = target.check_health()
+    except GitopsctlError as exc:
+        report = HealthReport(target=service, healthy=False, reason=exc.message)
+    report.target = service
+    return report
+
+
 def apply_and_wait(target, service: str, revision: str, deadline: float) -> HealthReport:
     """apply + wait_healthy; an exception becomes an unhealthy report, never a crash."""
     from gitopsctl.errors import GitopsctlError

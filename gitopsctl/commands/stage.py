@@ -16,7 +16,7 @@ from gitopsctl import repo as gitrepo
 from gitopsctl.commands import rollback as rollback_cmd
 from gitopsctl.deploys import ensure_not_superseded, read_state
 from gitopsctl.deploys_git import align_with_remote, remote_ref
-from gitopsctl.errors import EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
+from gitopsctl.errors import EXIT_OK, EXIT_ROLLED_BACK, Superseded
 from gitopsctl.health import HealthReport
 
 
@@ -129,7 +129,7 @@ def stage(ctx, *, source: str | None = None, delay: float | None = None,
         for index, service in enumerate(order):
             failure = _deploy_service(ctx, result, clock, service, source, timeout, t0)
             if failure is None and index < len(order) - 1 and delay > 0:
-                failure = _soak(ctx, clock, service, delay, timeout, t0)
+                failure = _soak(ctx, result, clock, service, delay)
             if failure is not None:
                 return _finish(ctx, result, clock, t0, failure)
     except Superseded as exc:
@@ -189,10 +189,8 @@ def _deploy_service(ctx, result: StageResult, clock: _Clock, service: str, sourc
         return _failure(service, config, report, result)
 
 
-def _soak(ctx, clock: _Clock, service: str, delay: float, timeout: float,
-          t0: float) -> rollback_cmd.Failure | None:
-    from gitopsctl.targets.factory import target_for
-
+def _soak(ctx, result: StageResult, clock: _Clock, service: str,
+          delay: float) -> rollback_cmd.Failure | None:
     rep = ctx.reporter
     with clock.step("stage delay") as step:
         end = time.monotonic() + delay
@@ -202,12 +200,7 @@ def _soak(ctx, clock: _Clock, service: str, delay: float, timeout: float,
                 time.sleep(min(1.0, left))
         step.detail = f"{delay:.0f}s"
     with clock.step(f"{service} still healthy") as step:
-        target = target_for(ctx.config, service, environ=ctx.environ, progress=rep.debug,
-                            reporter=rep)
-        try:
-            report = target.check_health()
-        except GitopsctlError as exc:
-            report = HealthReport(target=service, healthy=False, reason=exc.message)
+        report = rollback_cmd.check_once(ctx, service)
         step.data = report.to_dict()
         if report.healthy:
             step.detail = "healthy"
@@ -215,9 +208,9 @@ def _soak(ctx, clock: _Clock, service: str, delay: float, timeout: float,
         step.status = "failed"
         step.detail = report.reason
         rep.failure(f"{service} became unhealthy during the stage delay: {report.reason}")
-        return rollback_cmd.Failure(service=service, target=ctx.config.service(service).target,
-                                    report=report,
-                                    message=f"unhealthy after the stage delay: {report.reason}")
+        failure = _failure(service, ctx.config, report, result)
+        failure.message = f"unhealthy after the stage delay: {report.reason}"
+        return failure
 
 
 def _failure(service: str, config, report: HealthReport, result: StageResult) -> rollback_cmd.Failure:

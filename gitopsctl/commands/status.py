@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gitopsctl import repo as gitrepo
+from gitopsctl.commands.rollback import check_once
 from gitopsctl.deploys import read_state
 from gitopsctl.deploys_git import remote_ref
 from gitopsctl.errors import GitopsctlError
-from gitopsctl.health import HealthReport
 
 
 @dataclass
@@ -78,26 +78,13 @@ def status(ctx, *, limit: int = 10, health: bool = True) -> StatusResult:
                  "commit": live.commit if live else None,
                  "deployed_at": live.timestamp if live else None, "health": None}
         if health:
-            entry["health"] = _health(ctx, service).to_dict()
+            entry["health"] = check_once(ctx, service).to_dict()
         result.services.append(entry)
     for record in state.records[:limit]:
         item = record.to_dict()
         item["reverted"] = record.kind == "deploy" and state.is_reverted(record.commit)
         result.history.append(item)
     return result
-
-
-def _health(ctx, service: str) -> HealthReport:
-    from gitopsctl.targets.factory import target_for
-
-    try:
-        target = target_for(ctx.config, service, environ=ctx.environ, progress=ctx.reporter.debug,
-                            reporter=ctx.reporter)
-        report = target.check_health()
-    except GitopsctlError as exc:
-        report = HealthReport(target=service, healthy=False, reason=exc.message)
-    report.target = service
-    return report
 
 
 def _image_in_git(root, ref: str, config, service: str) -> str | None:
