@@ -137,6 +137,11 @@ def resolve_commit(repo_path: Path | str, rev: str) -> str:
                          hint="fetch first (`git fetch`), or check the SHA") from None
 
 
+def resolve_source(repo_path: Path | str, source: str | None) -> str:
+    """The full SHA of an app commit given as --source (validated), or of HEAD."""
+    return resolve_commit(repo_path, validate_sha(source) if source else "HEAD")
+
+
 def head(repo_path: Path | str) -> str:
     return resolve_commit(repo_path, "HEAD")
 

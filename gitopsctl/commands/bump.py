@@ -111,7 +111,7 @@ def bump(ctx, *, paths: Sequence[Path] = (), policies: Sequence[str] = (),
     notes: list[str] = []
     config = _config(ctx, required=commit or bool(services) or not paths)
     root = Path(config.root) if config is not None and config.root else Path(ctx.repo)
-    source_sha = _resolve_source(root, source) if source else None
+    source_sha = _source(root, source) if source else None
 
     if services:
         if source_sha is None:  # like build and stage: the checked-out commit
@@ -152,11 +152,10 @@ def _config(ctx, *, required: bool):
     return ctx.config
 
 
-def _resolve_source(root: Path, source: str) -> str:
+def _source(root: Path, source: str) -> str:
     from gitopsctl import repo
 
-    repo.validate_sha(source)
-    return repo.resolve_commit(root, source)
+    return repo.resolve_source(root, source)
 
 
 def _explicit_bumps(config, policies: Sequence[str], paths: Sequence[Path], source: str | None,

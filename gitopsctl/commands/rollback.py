@@ -125,11 +125,11 @@ def perform(ctx, *, to: str | None = None, source: str | None = None, failure: F
         raise UsageError("--to and --source cannot be combined",
                          hint="--source SHA undoes that deploy; --to SHA returns to the deploy of SHA")
     if to:
-        to = _full(root, to)
+        to = gitrepo.resolve_source(root, to)
         commits = _commits_since(state, to)
         source = state.latest_live_source()
     else:
-        source = _full(root, source) if source else state.latest_live_source()
+        source = gitrepo.resolve_source(root, source) if source else state.latest_live_source()
         if source is None:
             raise UsageError("there is no deploy to roll back",
                              hint="`gitopsctl status` lists deploys and rollbacks read from git log")
@@ -230,11 +230,6 @@ def apply_and_wait(target, service: str, revision: str, deadline: float) -> Heal
 
 
 # ---------------------------------------------------------------- helpers
-
-def _full(root, sha: str) -> str:
-    gitrepo.validate_sha(sha)
-    return gitrepo.resolve_commit(root, sha)
-
 
 def _author(config):
     return gitrepo.Author(config.git.author.name, config.git.author.email)

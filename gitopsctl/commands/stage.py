@@ -97,7 +97,7 @@ def stage(ctx, *, source: str | None = None, delay: float | None = None,
     root = ctx.repo
     rep = ctx.reporter
     t0 = time.monotonic()
-    source = gitrepo.resolve_commit(root, gitrepo.validate_sha(source) if source else "HEAD")
+    source = gitrepo.resolve_source(root, source)
     delay = config.stage.delay if delay is None else delay
     timeout = config.timeouts.failure if timeout is None else timeout
     result = StageResult(source=source)
