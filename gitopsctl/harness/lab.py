@@ -255,6 +255,7 @@ class Lab:
     def _push_seed_images(self) -> None:
         """Build examples/ and push them under the references the seeded manifests name."""
         from gitopsctl import setters
+        from gitopsctl.imageref import parse_reference
 
         wanted: dict[str, str] = {}
         for path in setters.yaml_files([self.ci / "clusters"]):
@@ -264,7 +265,8 @@ class Lab:
         auth = {"username": self.registry.username, "password": self.registry.password}
         for service, ref in wanted.items():
             self.progress(f"building the seed {service} image {ref}")
-            repository, tag = _split(ref)
+            parsed = parse_reference(ref)
+            repository, tag = parsed.name, parsed.tag or "latest"
             self.client.images.build(path=str(self.ci / "examples" / service), tag=f"{repository}:{tag}",
                                      rm=True, buildargs={"BASE_IMAGE": self.base_image,
                                                          "SOURCE_SHA": "seed"})
@@ -395,12 +397,3 @@ class Lab:
             if time.monotonic() > deadline:
                 raise ExternalError(f"{why} ({url})")
             time.sleep(0.2)
-
-
-def _split(ref: str) -> tuple[str, str]:
-    name = ref.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1:]
-    return name, "latest"
