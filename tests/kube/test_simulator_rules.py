@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitopsctl.harness.kube.fluxsim import format_duration, go_duration
+from gitopsctl.harness.kube.fluxsim import _extract, format_duration, go_duration
 from gitopsctl.harness.kube.kubelet import memory_bytes, split_image
 
 
@@ -35,3 +40,53 @@ def test_image_references_split_like_docker():
     assert split_image("127.0.0.1:5000/homelab/frontend") == ("127.0.0.1:5000/homelab/frontend", None, None)
     digest = "sha256:" + "a" * 64
     assert split_image(f"harbor.lan/x/y:t@{digest}") == ("harbor.lan/x/y", "t", digest)
+
+
+def _tar(*members: tuple[str, bytes, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+            else:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_git_archive_unpacks(tmp_path):
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "apps").mkdir()
+    (repo / "apps" / "kustomization.yaml").write_text("resources: []\n")
+    (repo / "apps" / "alias.yaml").symlink_to("kustomization.yaml")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "seed"], check=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", "HEAD"],
+                             check=True, capture_output=True).stdout
+    _extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "apps" / "alias.yaml").read_text() == "resources: []\n"
+
+
+@pytest.mark.parametrize("member", [("../escape.yaml", b"x", ""), ("link", b"", "/etc/passwd"),
+                                    ("link", b"", "../../up")])
+def test_an_archive_member_outside_the_directory_is_refused(tmp_path, member):
+    refused = (RuntimeError, getattr(tarfile, "FilterError", RuntimeError))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(refused):
+        _extract(_tar(member), tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "escape.yaml").exists()
+
+
+def test_an_absolute_member_never_lands_outside_the_directory(tmp_path):
+    # tarfile's data filter makes the name relative; the 3.11.2 fallback refuses it.
+    outside = tmp_path / "abs.yaml"
+    (tmp_path / "out").mkdir()
+    try:
+        _extract(_tar((str(outside), b"x", "")), tmp_path / "out")
+    except RuntimeError:
+        pass
+    assert not outside.exists()

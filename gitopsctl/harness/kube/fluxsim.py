@@ -286,8 +286,7 @@ class KustomizeController:
                 archive = _git("--git-dir", url, "archive", "--format=tar", sha, stdout_bytes=True)
             except RuntimeError as exc:
                 raise RuntimeError(f"failed to get artifact for revision {revision}: {exc}") from None
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(tmp, filter="data")
+            _extract(archive, tmp)
             path = (ks["spec"].get("path") or "./").lstrip("/")
             target = (tmp / path).resolve()
             if not target.is_relative_to(tmp.resolve()) or not target.is_dir():
@@ -367,3 +366,20 @@ def _now() -> str:
     from gitopsctl.harness.kube.store import now_rfc3339
 
     return now_rfc3339()
+
+
+def _extract(archive: bytes, dest: Path) -> None:
+    """Unpack a `git archive` tar, refusing any member that would land outside dest."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+            return
+        # Extraction filters arrived in Python 3.11.4; Debian 12 ships 3.11.2.
+        root = dest.resolve()
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            link = (target.parent / member.linkname).resolve() if member.issym() else target
+            if not (member.isfile() or member.isdir() or member.issym()) \
+                    or not target.is_relative_to(root) or not link.is_relative_to(root):
+                raise RuntimeError(f"refusing archive member {member.name!r}")
+        tar.extractall(dest)
