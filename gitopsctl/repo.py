@@ -101,15 +101,35 @@ def open_repo(path: Path | str):
                          hint="run gitopsctl inside the homelab repository, or pass --repo") from None
 
 
-def _run(repo, *args: str, author: Author | None = None) -> str:
-    """repo.git.<cmd>(*args) with a clean environment; GitCommandError -> ExternalError."""
+# A remote that accepts the connection and never answers (a wedged Gitea, a half-open
+# connection) would otherwise hold a pipeline forever; git has no deadline of its own.
+NETWORK_TIMEOUT = 120.0
+
+
+def _run(repo, *args: str, author: Author | None = None, timeout: float | None = None) -> str:
+    """repo.git.<cmd>(*args) with a clean environment; GitCommandError -> ExternalError.
+
+    With `timeout`, git is killed after that many seconds."""
     import git
 
     try:
-        return repo.git.execute(["git", *args], env={**os.environ, **_git_env(author)})
+        return repo.git.execute(["git", *args], env={**os.environ, **_git_env(author)},
+                                kill_after_timeout=timeout)
     except git.GitCommandError as exc:
+        if _timed_out(exc):
+            raise _too_slow(args[0], timeout) from None
         raise ExternalError(f"git {args[0]} failed: {_stderr(exc)}",
                             details={"command": ["git", *args]}) from None
+
+
+def _timed_out(exc) -> bool:
+    return "did not complete in" in (getattr(exc, "stderr", "") or "")
+
+
+def _too_slow(command: str, timeout: float | None) -> ExternalError:
+    return ExternalError(f"git {command} did not finish within {timeout:g} s; it was stopped",
+                         hint="check that the git remote (git.remote in gitopsctl.yaml) is "
+                              "reachable and answering, then run again")
 
 
 def _stderr(exc) -> str:
@@ -259,11 +279,12 @@ def reset_last_commit(repo_path: Path | str) -> None:
     _run(repo, "reset", "--quiet", "--keep", "HEAD~1")
 
 
-def fetch(repo_path: Path | str, remote: str, branch: str) -> str:
+def fetch(repo_path: Path | str, remote: str, branch: str, *,
+          timeout: float = NETWORK_TIMEOUT) -> str:
     """Fetch `branch` from `remote`; returns the remote tip's SHA."""
     repo = open_repo(repo_path)
     _run(repo, "fetch", "--quiet", "--no-tags", remote,
-         f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+         f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", timeout=timeout)
     return repo.git.rev_parse(f"refs/remotes/{remote}/{branch}").strip()
 
 
@@ -277,13 +298,14 @@ def fast_forward(repo_path: Path | str, remote: str, branch: str) -> str:
 def push_with_retry(repo_path: Path | str, remote: str, branch: str, *, retries: int,
                     on_conflict: Callable[[], bool] | None = None,
                     progress: Callable[[str], None] | None = None,
-                    backoff: float = 0.2) -> PushResult:
+                    backoff: float = 0.2, timeout: float = NETWORK_TIMEOUT) -> PushResult:
     """Push HEAD to remote/branch. Never forces.
 
     When the push is refused because the branch moved: fetch, rebase our unpushed commits
     onto the new tip and push again, at most `retries` times. If the rebase conflicts it
     is aborted and `on_conflict()` may redo the work on top of the new tip (it returns
     False when nothing is left to push); without it the conflict is an ExternalError.
+    Each push and fetch is stopped after `timeout` seconds.
     """
     import git
 
@@ -292,9 +314,12 @@ def push_with_retry(repo_path: Path | str, remote: str, branch: str, *, retries:
     for attempt in range(1, retries + 2):
         try:
             repo.git.execute(["git", "push", "--quiet", "--porcelain", remote,
-                              f"HEAD:refs/heads/{branch}"], env={**os.environ, **_git_env()})
+                              f"HEAD:refs/heads/{branch}"], env={**os.environ, **_git_env()},
+                             kill_after_timeout=timeout)
             return PushResult(attempts=attempt, rebased=rebased, head=repo.head.commit.hexsha)
         except git.GitCommandError as exc:
+            if _timed_out(exc):
+                raise _too_slow("push", timeout) from None
             message = f"{_stderr(exc)} {exc.stdout or ''}"
             if not any(phrase in message for phrase in _RETRYABLE_PUSH):
                 raise ExternalError(f"git push to {remote} failed: {_stderr(exc)}",
@@ -304,7 +329,7 @@ def push_with_retry(repo_path: Path | str, remote: str, branch: str, *, retries:
         if progress:
             progress(f"push rejected ({remote}/{branch} moved); fetching and rebasing "
                      f"(attempt {attempt}/{retries})")
-        fetch(repo_path, remote, branch)
+        fetch(repo_path, remote, branch, timeout=timeout)
         try:
             repo.git.execute(["git", "rebase", "--quiet", f"refs/remotes/{remote}/{branch}"],
                              env={**os.environ, **_git_env()})

@@ -25,12 +25,12 @@ from typing import Any, Iterator
 
 from gitopsctl.errors import (EXIT_OK, ConfigError, ExternalError, InputError, Superseded,
                               UsageError)
+from gitopsctl.repo import NETWORK_TIMEOUT
 
 STATUS_FILE = "sync-status.json"
 LOCK_FILE = "sync.lock"
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_GIT_TIMEOUT = 120.0
 EXIT_UNHEALTHY = 1
 
 
@@ -259,9 +259,9 @@ def _git(cwd: Path, *args: str) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=_GIT_TIMEOUT)
+                              stdin=subprocess.DEVNULL, timeout=NETWORK_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise ExternalError(f"git {args[0]} did not finish within {_GIT_TIMEOUT:.0f}s",
+        raise ExternalError(f"git {args[0]} did not finish within {NETWORK_TIMEOUT:.0f}s",
                             hint="check the VM can reach the git remote") from None
     if proc.returncode != 0:
         message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
@@ -272,7 +272,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 def _git_ok(cwd: Path, *args: str) -> bool:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=_GIT_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+                          timeout=NETWORK_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
     return proc.returncode == 0
 
 

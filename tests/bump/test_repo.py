@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import threading
+import time
+
 import pytest
 
 from gitopsctl.deploys import read_state
@@ -111,6 +116,48 @@ def test_push_refused_by_a_hook_is_not_retried(git_remote):
     with pytest.raises(ExternalError) as info:
         repo.push_with_retry(git_remote.work, "origin", "main", retries=5)
     assert "protected branch" in info.value.message or "declined" in info.value.message
+
+
+@pytest.fixture
+def silent_remote():
+    """An HTTP git remote on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                pass
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/homelab.git"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("operation", ["fetch", "push"])
+def test_a_remote_that_never_answers_is_stopped_at_the_deadline(git_remote, silent_remote, operation):
+    git(git_remote.work, "remote", "add", "silent", silent_remote)
+    git_remote.commit_all("ours")
+    start = time.monotonic()
+    with pytest.raises(ExternalError) as info:
+        if operation == "fetch":
+            repo.fetch(git_remote.work, "silent", "main", timeout=1.5)
+        else:
+            repo.push_with_retry(git_remote.work, "silent", "main", retries=3, timeout=1.5)
+    assert 1.5 <= time.monotonic() - start < 10
+    assert info.value.message == f"git {operation} did not finish within 1.5 s; it was stopped"
+    assert "git.remote" in info.value.hint
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert silent_remote not in processes, "git or its remote helper outlived the deadline"
 
 
 def test_revert_orders_by_history_not_by_argument_or_clock(git_remote):
