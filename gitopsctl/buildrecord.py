@@ -29,9 +29,9 @@ from pathlib import Path
 from gitopsctl.errors import InputError, Location
 from gitopsctl.fsutil import write_atomic
 from gitopsctl.imageref import parse_reference
+from gitopsctl.repo import is_full_sha
 
 RECORD_VERSION = 1
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _PREFIX_RE = re.compile(r"^[0-9a-f]{4,40}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -82,7 +82,7 @@ def builds_dir(config) -> Path:
 
 
 def record_path(config, sha: str) -> Path:
-    if not _SHA_RE.match(sha):
+    if not is_full_sha(sha):
         raise InputError(f"not a full commit SHA: {sha!r}", hint="pass the 40-character SHA")
     return builds_dir(config) / f"{sha}.json"
 
@@ -151,7 +151,7 @@ def _parse(doc: object, path: Path) -> BuildRecord:
     if not isinstance(doc, dict) or doc.get("version") != RECORD_VERSION:
         raise bad(f"has an unknown format (expected version {RECORD_VERSION})")
     source = doc.get("source")
-    if not isinstance(source, str) or not _SHA_RE.match(source):
+    if not is_full_sha(source):
         raise bad("has no valid `source` SHA")
     images_doc = doc.get("images")
     if not isinstance(images_doc, dict) or not images_doc:

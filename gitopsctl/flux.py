@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from gitopsctl.repo import is_full_sha
+
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 
 SOURCE_GROUP, SOURCE_VERSION, GIT_REPOSITORIES = "source.toolkit.fluxcd.io", "v1", "gitrepositories"
 KUSTOMIZE_GROUP, KUSTOMIZE_VERSION, KUSTOMIZATIONS = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
 
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 
 
@@ -58,14 +59,14 @@ def parse_revision(text: str) -> Revision | None:
     if _DIGEST_RE.match(text):
         return Revision("", text.lower())
     legacy_name, slash, sha = text.rpartition("/")
-    if slash and _SHA_RE.match(sha.lower()):
+    if slash and is_full_sha(sha.lower()):
         return Revision(legacy_name, f"sha1:{sha.lower()}")
     return None
 
 
 def git_revision(branch: str, sha: str) -> str:
     """The revision Flux reports for `sha` on `branch`: `main@sha1:<sha>`."""
-    if not _SHA_RE.match(sha.lower()):
+    if not is_full_sha(sha.lower()):
         raise ValueError(f"not a full git commit SHA: {sha!r}")
     return f"{branch}@sha1:{sha.lower()}"
 

@@ -22,11 +22,11 @@ import string
 
 from gitopsctl.errors import ConfigError, InputError
 from gitopsctl.imageref import ImageReference, parse_reference
+from gitopsctl.repo import is_full_sha
 
 PLACEHOLDERS = ("sha7", "sha", "timestamp", "branch")
 FLUX_FILTER_PATTERN = r"^main-[a-f0-9]+-(?P<ts>[0-9]+)"
 FLUX_EXTRACT = "$ts"
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 
 
@@ -52,7 +52,7 @@ def template_fields(template: str) -> list[str]:
 
 def render_tag(template: str, sha: str, timestamp: int, branch: str = "main") -> str:
     """Fill in the template for a full 40-hex commit SHA and a unix timestamp."""
-    if not _SHA_RE.match(sha):
+    if not is_full_sha(sha):
         raise InputError(f"not a full commit SHA: {sha!r}",
                          hint="pass the 40-character hex SHA (git rev-parse)")
     if timestamp < 0:

@@ -41,6 +41,7 @@ REASON = "Reason"
 EVIDENCE = "Evidence"
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _TRAILER_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
 # stderr phrases of a push refused because the branch moved (or a concurrent ref update)
 _RETRYABLE_PUSH = ("non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
@@ -136,6 +137,11 @@ def _stderr(exc) -> str:
     text = (getattr(exc, "stderr", "") or "").strip()
     text = re.sub(r"^stderr: '?", "", text).rstrip("'").strip()
     return text or str(exc)
+
+
+def is_full_sha(text) -> bool:
+    """A whole lowercase SHA-1 commit id, as git prints it."""
+    return isinstance(text, str) and _FULL_SHA_RE.match(text) is not None
 
 
 def validate_sha(text: str) -> str:

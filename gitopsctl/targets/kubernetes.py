@@ -13,7 +13,6 @@ check_health()  one look, no waiting.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from gitopsctl import flux
 from gitopsctl.config import Config, KubernetesTarget, ObjectRef
 from gitopsctl.errors import CheckFailed, ConfigError, InputError
 from gitopsctl.health import Check, HealthReport, probe_http
+from gitopsctl.repo import is_full_sha
 from gitopsctl.targets.kubeapi import KubeApi, KubeApiError, WatchExpired, resolve_kubeconfig
 from gitopsctl.targets.rollout import (TEMPLATE_HASH_LABEL, PodProblem, newest_replicaset, pod_problem,
                                        pod_summary, rollout_status)
 
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 LOG_TAIL_LINES = 20
 POLL_INTERVAL = 0.25
 SAMPLE_INTERVAL = 0.5
@@ -495,7 +494,7 @@ def _selector(deployment: Mapping[str, Any]) -> str:
 
 
 def _full_sha(revision: str) -> str:
-    if not isinstance(revision, str) or not _SHA_RE.match(revision.lower()):
+    if not isinstance(revision, str) or not is_full_sha(revision.lower()):
         raise InputError(f"revision {revision!r} is not a full 40-character git commit SHA",
                          hint="pass the deploy commit's full SHA (git rev-parse HEAD)")
     return revision.lower()
