@@ -256,13 +256,7 @@ def _last(lines: list[str]) -> str:
 # ----------------------------------------------------------------- git
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=NETWORK_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise ExternalError(f"git {args[0]} did not finish within {NETWORK_TIMEOUT:.0f}s",
-                            hint="check the VM can reach the git remote") from None
+    proc = _git_proc(cwd, *args)
     if proc.returncode != 0:
         message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
         raise ExternalError(f"git {args[0]} failed in {cwd}: {message}",
@@ -271,9 +265,17 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def _git_ok(cwd: Path, *args: str) -> bool:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=NETWORK_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
-    return proc.returncode == 0
+    return _git_proc(cwd, *args).returncode == 0
+
+
+def _git_proc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=NETWORK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ExternalError(f"git {args[0]} did not finish within {NETWORK_TIMEOUT:.0f}s",
+                            hint="check the VM can reach the git remote") from None
 
 
 def _resolve_target(checkout: Path, tip: str, tracking: str, revision: str | None) -> str:
