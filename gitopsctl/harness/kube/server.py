@@ -5,7 +5,9 @@ Served paths (namespaced, plus the all-namespaces lists):
   /apis/apps/v1/namespaces/NS/{deployments,replicasets}[/NAME[/status]]
   /apis/source.toolkit.fluxcd.io/v1/namespaces/NS/gitrepositories[/NAME[/status]]
   /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/NS/kustomizations[/NAME[/status]]
-  /version
+  /version, and discovery: /api, /api/v1, /apis, /apis/GROUP[/VERSION]
+Lists asked for as a meta.k8s.io Table (what `kubectl get` does) get the columns of
+discovery.py.
 Verbs: get, list (labelSelector, fieldSelector), watch (resourceVersion, timeoutSeconds,
 410 Gone as an ERROR event), create, replace, merge-patch (strategic merge is treated as
 merge for these kinds), delete, pod log (container, previous, tailLines).
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from gitopsctl.harness.kube import discovery
 from gitopsctl.harness.kube.kubeconfig import kubeconfig_document, write_kubeconfig
 from gitopsctl.harness.kube.selectors import Selector, SelectorError
 from gitopsctl.harness.kube.store import PODS, Kind, Store, StoreError, kind_for
@@ -277,6 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["version"]:
             return self._send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-gitopsctl-emulator",
                                          "platform": "linux/amd64"})
+        if method == "GET" and self._discovery(parts):
+            return None
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
@@ -301,7 +306,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._pod_log(namespace, name, query)
         if sub not in (None, "status"):
             raise StoreError(404, "NotFound", f"unknown subresource {sub!r}")
-        return self._item(method, kind, namespace, name, sub == "status", body)
+        return self._item(method, kind, namespace, name, sub == "status", body, query)
+
+    def _discovery(self, parts: list[str]) -> bool:
+        """Answer a discovery request; False when `parts` is not one."""
+        if parts == ["api"]:
+            doc = discovery.api_versions(f"{self.server_api.host}:{self.server_api.port}")
+        elif parts == ["api", "v1"]:
+            doc = discovery.api_resource_list("", "v1")
+        elif parts == ["apis"]:
+            doc = discovery.api_group_list()
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = discovery.api_group(parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = discovery.api_resource_list(parts[1], parts[2])
+        else:
+            return False
+        if doc is None:
+            raise StoreError(404, "NotFound", f"the server could not find the requested resource "
+                                              f"(/{'/'.join(parts)})")
+        self._send_json(200, doc)
+        return True
 
     def _collection(self, method: str, kind: Kind, namespace: str | None, query: dict, body: bytes) -> None:
         store = self.server_api.store
@@ -317,14 +342,21 @@ class _Handler(BaseHTTPRequestHandler):
         if query.get("watch") in ("true", "1"):
             return self._watch(kind, namespace, selector, query)
         items, rv = store.list(kind, namespace, selector)
+        if discovery.wants_table(self.headers.get("Accept") or ""):
+            return self._send_json(200, discovery.table(kind, items, rv, query.get("includeObject")))
         return self._send_json(200, {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
                                      "metadata": {"resourceVersion": str(rv)}, "items": items})
 
-    def _item(self, method: str, kind: Kind, namespace: str, name: str, status: bool, body: bytes) -> None:
+    def _item(self, method: str, kind: Kind, namespace: str, name: str, status: bool, body: bytes,
+              query: dict) -> None:
         api = self.server_api
         store = api.store
         if method == "GET":
-            return self._send_json(200, store.get(kind, namespace, name))
+            obj = store.get(kind, namespace, name)
+            if discovery.wants_table(self.headers.get("Accept") or ""):
+                rv = obj["metadata"].get("resourceVersion", "")
+                return self._send_json(200, discovery.table(kind, [obj], rv, query.get("includeObject")))
+            return self._send_json(200, obj)
         if method == "PATCH":
             api.stats.patches += 1
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -393,12 +425,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
+        as_table = discovery.wants_table(self.headers.get("Accept") or "")
+        columns_sent = False
+
+        def send(event_type: str, obj: dict) -> None:
+            nonlocal columns_sent
+            if as_table:
+                rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+                obj = discovery.table(kind, [obj], rv, query.get("includeObject"), with_columns=not columns_sent)
+                columns_sent = True
+            self._chunk({"type": event_type, "object": obj})
+
         requested = query.get("resourceVersion") or "0"
         if requested == "0":
             # "Any version": start with the current state as ADDED events.
             items, cursor = store.list(kind, namespace, selector)
             for obj in items:
-                self._chunk({"type": "ADDED", "object": obj})
+                send("ADDED", obj)
         else:
             cursor = int(requested) if requested.isdigit() else 0
             if api.faults.take_expiry():
@@ -415,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                          "reason": exc.reason, "code": exc.code}})
                 break
             for event in events:
-                self._chunk({"type": event.type, "object": event.obj})
+                send(event.type, event.obj)
             left = ends - time.monotonic()
             if left <= 0:
                 if cut_at_end:

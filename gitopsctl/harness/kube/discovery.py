@@ -1,0 +1,185 @@
+"""What kubectl asks before it asks for objects: API discovery, and lists as tables.
+
+kubectl resolves `kubectl get pods` through discovery (/api, /apis and one resource
+list per group version) and then asks for the list as a meta.k8s.io/v1 Table, whose
+columns the server chooses. The columns here follow what a real API server and the
+Flux CRDs print, so the sandbox looks like a cluster when explored by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from gitopsctl.harness.kube.store import (DEPLOYMENTS, GIT_REPOSITORIES, KINDS, KUSTOMIZATIONS, PODS,
+                                          REPLICASETS, Kind)
+
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+_SHORT_NAMES = {PODS: ["po"], DEPLOYMENTS: ["deploy"], REPLICASETS: ["rs"],
+                GIT_REPOSITORIES: ["gitrepo"], KUSTOMIZATIONS: ["ks"]}
+_CATEGORIES = {PODS: ["all"], DEPLOYMENTS: ["all"], REPLICASETS: ["all"],
+               GIT_REPOSITORIES: ["fluxcd", "source"], KUSTOMIZATIONS: ["fluxcd"]}
+_SUBRESOURCES = {PODS: [("status", ["get", "patch", "update"]), ("log", ["get"])]}
+
+
+def api_versions(server_address: str) -> dict:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+
+
+def api_group_list() -> dict:
+    groups: dict[str, list[str]] = {}
+    for kind in KINDS:
+        if kind.group and kind.version not in groups.setdefault(kind.group, []):
+            groups[kind.group].append(kind.version)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": name, "versions": [_group_version(name, v) for v in versions],
+         "preferredVersion": _group_version(name, versions[0])}
+        for name, versions in groups.items()]}
+
+
+def api_group(group: str) -> dict | None:
+    listed = next((g for g in api_group_list()["groups"] if g["name"] == group), None)
+    return {"kind": "APIGroup", "apiVersion": "v1", **listed} if listed else None
+
+
+def api_resource_list(group: str, version: str) -> dict | None:
+    kinds = [k for k in KINDS if (k.group, k.version) == (group, version)]
+    if not kinds:
+        return None
+    resources = []
+    for kind in kinds:
+        resources.append({"name": kind.plural, "singularName": kind.kind.lower(), "namespaced": True,
+                          "kind": kind.kind, "verbs": _VERBS, "shortNames": _SHORT_NAMES.get(kind, []),
+                          "categories": _CATEGORIES.get(kind, [])})
+        resources += [{"name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": True,
+                       "kind": kind.kind, "verbs": verbs} for sub, verbs in _SUBRESOURCES.get(kind, [])]
+    return {"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+
+def wants_table(accept: str) -> bool:
+    """kubectl get lists ask for `application/json;as=Table;v=v1;g=meta.k8s.io` first."""
+    return any("as=Table" in part and "g=meta.k8s.io" in part for part in accept.split(","))
+
+
+def table(kind: Kind, items: list[dict], resource_version: int | str, include_object: str | None,
+          with_columns: bool = True) -> dict:
+    """A list as a Table. A watch sends the column definitions with its first event only."""
+    columns = _COLUMNS.get(kind, _DEFAULT_COLUMNS)
+    now = datetime.now(timezone.utc)
+    rows = []
+    for obj in items:
+        row: dict[str, Any] = {"cells": [cell(obj, now) for _, _, cell in columns]}
+        if include_object != "None":
+            row["object"] = obj if include_object == "Object" else {
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata") or {}}
+        rows.append(row)
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(resource_version)},
+            "columnDefinitions": [{"name": name, "type": kind_of, "format": "name" if name == "Name" else "",
+                                   "description": "", "priority": 0}
+                                  for name, kind_of, _ in columns] if with_columns else [],
+            "rows": rows}
+
+
+def _group_version(group: str, version: str) -> dict:
+    return {"groupVersion": f"{group}/{version}", "version": version}
+
+
+# -- cells ---------------------------------------------------------------------
+
+def _name(obj: dict, now: datetime) -> str:
+    return (obj.get("metadata") or {}).get("name", "")
+
+
+def _age(obj: dict, now: datetime) -> str:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    seconds = max(0, int((now - created).total_seconds()))
+    minutes, hours = seconds // 60, seconds // 3600
+    if seconds < 120:  # the steps of kubectl's human-readable durations
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    return f"{hours}h" if hours < 48 else f"{hours // 24}d"
+
+
+def _status(obj: dict) -> dict:
+    return obj.get("status") or {}
+
+
+def _pod_ready(obj: dict, now: datetime) -> str:
+    statuses = _status(obj).get("containerStatuses") or []
+    total = len(((obj.get("spec") or {}).get("containers")) or statuses)
+    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
+
+
+def _pod_phase(obj: dict, now: datetime) -> str:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    for status in _status(obj).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+        if reason:
+            return reason
+    return _status(obj).get("phase") or "Pending"
+
+
+def _pod_restarts(obj: dict, now: datetime) -> int:
+    return sum(int(s.get("restartCount") or 0) for s in _status(obj).get("containerStatuses") or [])
+
+
+def _replicas(obj: dict) -> int:
+    return int((obj.get("spec") or {}).get("replicas", 1) or 0)
+
+
+def _deploy_ready(obj: dict, now: datetime) -> str:
+    return f"{_status(obj).get('readyReplicas') or 0}/{_replicas(obj)}"
+
+
+def _field(name: str) -> Callable[[dict, datetime], int]:
+    return lambda obj, now: int(_status(obj).get(name) or 0)
+
+
+def _desired(obj: dict, now: datetime) -> int:
+    return _replicas(obj)
+
+
+def _ready_condition(part: str) -> Callable[[dict, datetime], str]:
+    def cell(obj: dict, now: datetime) -> str:
+        ready = next((c for c in _status(obj).get("conditions") or [] if c.get("type") == "Ready"), {})
+        return str(ready.get(part, "Unknown" if part == "status" else ""))
+    return cell
+
+
+def _git_url(obj: dict, now: datetime) -> str:
+    return (obj.get("spec") or {}).get("url", "")
+
+
+_Column = tuple[str, str, Callable[[dict, datetime], Any]]
+_DEFAULT_COLUMNS: list[_Column] = [("Name", "string", _name), ("Age", "string", _age)]
+_COLUMNS: dict[Kind, list[_Column]] = {
+    PODS: [("Name", "string", _name), ("Ready", "string", _pod_ready), ("Status", "string", _pod_phase),
+           ("Restarts", "integer", _pod_restarts), ("Age", "string", _age)],
+    DEPLOYMENTS: [("Name", "string", _name), ("Ready", "string", _deploy_ready),
+                  ("Up-to-date", "integer", _field("updatedReplicas")),
+                  ("Available", "integer", _field("availableReplicas")), ("Age", "string", _age)],
+    REPLICASETS: [("Name", "string", _name), ("Desired", "integer", _desired),
+                  ("Current", "integer", _field("replicas")), ("Ready", "integer", _field("readyReplicas")),
+                  ("Age", "string", _age)],
+    GIT_REPOSITORIES: [("Name", "string", _name), ("URL", "string", _git_url), ("Age", "string", _age),
+                       ("Ready", "string", _ready_condition("status")),
+                       ("Status", "string", _ready_condition("message"))],
+    KUSTOMIZATIONS: [("Name", "string", _name), ("Age", "string", _age),
+                     ("Ready", "string", _ready_condition("status")),
+                     ("Status", "string", _ready_condition("message"))],
+}
