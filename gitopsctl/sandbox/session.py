@@ -61,12 +61,8 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
     def raise_interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    saved = {s: signal.signal(s, raise_interrupt) for s in _STOP_SIGNALS}
-    try:
+    with _handled_by(raise_interrupt, _STOP_SIGNALS):
         yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -75,13 +71,18 @@ def shielded(notice: Callable[[str], None]) -> Iterator[None]:
     def hold_on(signum: int, frame: Any) -> None:
         notice(f"{signal.Signals(signum).name} received: still cleaning up, please wait")
 
-    sigs = (signal.SIGINT, *_STOP_SIGNALS)
-    saved = {s: signal.signal(s, hold_on) for s in sigs}
+    with _handled_by(hold_on, (signal.SIGINT, *_STOP_SIGNALS)):
+        yield
+
+
+@contextmanager
+def _handled_by(handler: Callable[[int, Any], None], signals: tuple) -> Iterator[None]:
+    saved = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 def require_tools() -> None:
