@@ -308,6 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise StoreError(404, "NotFound", f"unknown subresource {sub!r}")
         return self._item(method, kind, namespace, name, sub == "status", body, query)
 
+    def _wants_table(self) -> bool:
+        return discovery.wants_table(self.headers.get("Accept") or "")
+
     def _discovery(self, parts: list[str]) -> bool:
         """Answer a discovery request; False when `parts` is not one."""
         if parts == ["api"]:
@@ -342,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         if query.get("watch") in ("true", "1"):
             return self._watch(kind, namespace, selector, query)
         items, rv = store.list(kind, namespace, selector)
-        if discovery.wants_table(self.headers.get("Accept") or ""):
+        if self._wants_table():
             return self._send_json(200, discovery.table(kind, items, rv, query.get("includeObject")))
         return self._send_json(200, {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
                                      "metadata": {"resourceVersion": str(rv)}, "items": items})
@@ -353,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         store = api.store
         if method == "GET":
             obj = store.get(kind, namespace, name)
-            if discovery.wants_table(self.headers.get("Accept") or ""):
+            if self._wants_table():
                 rv = obj["metadata"].get("resourceVersion", "")
                 return self._send_json(200, discovery.table(kind, [obj], rv, query.get("includeObject")))
             return self._send_json(200, obj)
@@ -425,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-        as_table = discovery.wants_table(self.headers.get("Accept") or "")
+        as_table = self._wants_table()
         columns_sent = False
 
         def send(event_type: str, obj: dict) -> None:
