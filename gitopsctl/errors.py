@@ -83,16 +83,6 @@ class InputError(GitopsctlError):
     kind = "input"
 
 
-class NotImplementedYet(GitopsctlError):
-    kind = "not-implemented"
-
-    def __init__(self, command: str):
-        super().__init__(
-            f"`gitopsctl {command}` is not implemented yet",
-            hint="this subcommand is part of the command surface but has no implementation in this version",
-        )
-
-
 class ExternalError(GitopsctlError):
     """A service we depend on (registry, git remote, docker, SSH, API server) failed.
 
@@ -103,23 +93,11 @@ class ExternalError(GitopsctlError):
     kind = "external"
 
 
-class DeployFailed(GitopsctlError):
-    """A deploy failed its checks and the rollback restored the previous version."""
-
-    exit_code = EXIT_ROLLED_BACK
-    kind = "deploy-failed"
-
-
 class CheckFailed(GitopsctlError):
     """A health check failed (no rollback attempted by the raiser)."""
 
     exit_code = EXIT_ROLLED_BACK
     kind = "check-failed"
-
-
-class RollbackFailed(GitopsctlError):
-    exit_code = EXIT_HUMAN_NEEDED
-    kind = "rollback-failed"
 
 
 class Superseded(GitopsctlError):

@@ -128,12 +128,6 @@ def handled(obj: Mapping[str, Any], token: str) -> bool:
     return status(obj).get("lastHandledReconcileAt") == token
 
 
-def generation_observed(obj: Mapping[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
-    observed = status(obj).get("observedGeneration")
-    return observed is not None and observed >= (meta.get("generation") or 0)
-
-
 @dataclass(frozen=True)
 class Verdict:
     """What a Flux object says about one revision.
