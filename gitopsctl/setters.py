@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from gitopsctl.errors import ExternalError, InputError, Location
+from gitopsctl import yamlsafe
+from gitopsctl.errors import ExternalError, GitopsctlError, InputError, Location
 from gitopsctl.imageref import ImageReference
 
 TOKEN = "$imagepolicy"
@@ -117,41 +120,45 @@ class FilePlan:
 # ---------------------------------------------------------------- finding
 
 def read_text(path: Path, display: str) -> str:
-    """Decode without newline translation, so CRLF and a missing final newline survive."""
-    return _decode(_read_bytes(path, display), display)
+    """Decode without newline translation, so CRLF and a missing final newline survive.
+
+    Bounded (yamlsafe.MAX_FILE_BYTES) and never through a symbolic link.
+    """
+    return yamlsafe.decode(yamlsafe.read_bytes(path, display, follow_links=False), display)
 
 
 def read_if_marked(path: Path, display: str) -> str | None:
-    """The decoded text, or None when the file never mentions the token (then not decoded)."""
-    data = _read_bytes(path, display)
-    return _decode(data, display) if _TOKEN_BYTES in data else None
+    """The decoded text, or None when the file never mentions the token (then not decoded).
+
+    A file over the size limit is searched for the token in chunks: refused only when it
+    is marked, so a big generated file in scope costs neither memory nor a failure.
+    """
+    try:
+        size = os.lstat(path).st_size
+    except OSError as exc:
+        raise InputError(f"cannot read {display}: {exc.strerror or exc}",
+                         location=Location(display)) from None
+    if size > yamlsafe.MAX_FILE_BYTES:
+        if not yamlsafe.contains(path, _TOKEN_BYTES, display):
+            return None
+        yamlsafe.check_size(size, display)
+    data = yamlsafe.read_bytes(path, display, follow_links=False)
+    return yamlsafe.decode(data, display) if _TOKEN_BYTES in data else None
 
 
 _TOKEN_BYTES = TOKEN.encode()
 
 
-def _read_bytes(path: Path, display: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {display}: {exc.strerror or exc}",
-                         location=Location(display)) from None
-
-
-def _decode(data: bytes, display: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text (byte {exc.start})", location=Location(display, line),
-                         hint="YAML files must be UTF-8 encoded") from None
-
-
 def scan_text(text: str, display: str, path: Path | None = None) -> FileScan:
-    """Parse `text` and collect its markers. Raises InputError (file:line:column) on bad YAML."""
+    """Parse `text` and collect its markers. Raises InputError (file:line:column) on bad YAML.
+
+    `text` may come from a file or a git blob: the hostile-input bounds (size, control
+    characters, nesting depth, alias expansion; yamlsafe.HostileInput) apply here.
+    """
     scan = FileScan(path=path or Path(display), display=display, text=text)
     if TOKEN not in text:  # Flux screens files the same way; it skips the parse for most files
         return scan
+    yamlsafe.screen_text(text, display)  # size and characters; depth and aliases below
     offset = _bom_offset(text)
     for event, is_key, yaml_path, document in _scalar_events(text, display):
         style = event.style or None  # libyaml says "" for plain, ruamel None
@@ -203,7 +210,7 @@ def _parse_marker_comment(comment: str) -> tuple[tuple[str, str] | None, str]:
 
 
 def _parser_backend():
-    """(parse(text) -> events, event module, MarkedYAMLError) of the fastest event parser.
+    """(parse(text) -> events, event module, YAMLError) of the fastest event parser.
 
     libyaml through PyYAML (a dependency of the kubernetes client) parses about fifty
     times faster than the pure-Python parser and reports the same character offsets;
@@ -218,13 +225,12 @@ def _parser_backend():
                 raise ImportError("PyYAML without libyaml")
             loader = pyyaml.CSafeLoader
             _BACKEND = (lambda text: pyyaml.parse(text, Loader=loader), pyyaml.events,
-                        pyyaml.MarkedYAMLError)
+                        pyyaml.YAMLError)
         except ImportError:
             from ruamel.yaml import YAML, events
-            from ruamel.yaml.error import MarkedYAMLError
+            from ruamel.yaml.error import YAMLError
 
-            _BACKEND = (lambda text: YAML(typ="safe", pure=True).parse(text), events,
-                        MarkedYAMLError)
+            _BACKEND = (lambda text: YAML(typ="safe", pure=True).parse(text), events, YAMLError)
     return _BACKEND
 
 
@@ -237,7 +243,7 @@ def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str,
     Marks index `text`; a leading byte-order mark is not part of the parsed stream, so
     callers add `_bom_offset(text)` to offsets.
     """
-    parse, ev, marked_error = _parser_backend()
+    parse, ev, yaml_error = _parser_backend()
     # frame: [is_mapping, expecting_key, current_key_or_index, path_prefix]
     stack: list[list] = []
     anchors: set[str] = set()
@@ -264,7 +270,7 @@ def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str,
             frame[2] += 1
 
     try:
-        for event in parse(text[_bom_offset(text):]):
+        for event in yamlsafe.bounded(parse(text[_bom_offset(text):]), display):
             if isinstance(event, ev.DocumentStartEvent):
                 document += 1
                 stack.clear()
@@ -292,10 +298,13 @@ def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str,
                 if stack:
                     stack.pop()
                 node_done()
-    except marked_error as exc:
-        mark = exc.problem_mark or exc.context_mark
+    except yaml_error as exc:
+        refused = yamlsafe.parser_limit(exc, display)
+        if refused is not None:
+            raise refused from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         location = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "invalid YAML"
         raise InputError(f"not valid YAML: {problem}", location=location,
                          hint="fix the YAML at this position; no file was changed") from None
 
@@ -408,25 +417,142 @@ def splice(text: str, changes: Sequence[Change]) -> str:
 
 # ---------------------------------------------------------------- files
 
-def yaml_files(paths: Iterable[Path]) -> list[Path]:
-    """Every .yaml/.yml file at or under `paths`, absolute, sorted, each once.
+@dataclass(frozen=True)
+class SkippedLink:
+    """A symbolic link in scope that was not followed, and why."""
 
-    Hidden directories (.git, .gitopsctl) are skipped.
+    path: str        # as displayed: relative to the repository when inside it
+    target: str      # what the link says (os.readlink)
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"file": self.path, "target": self.target, "reason": self.reason}
+
+
+@dataclass
+class Selection:
+    files: list[Path]                 # regular .yaml/.yml files, absolute, sorted
+    links: list[SkippedLink] = field(default_factory=list)
+
+
+def select_yaml(paths: Iterable[Path], root: Path | None = None) -> Selection:
+    """Every .yaml/.yml regular file at or under `paths`, never through a symbolic link.
+
+    Like Flux (image-automation-controller internal/update/filereader.go walks with
+    Lstat and skips a link it cannot read; internal/policy/applier.go confines the
+    update path with securejoin), a link is not a file to edit: a link to a file inside
+    the repository is skipped because its target is scanned where it lives when that is
+    in scope; a link leaving the repository (`root`, default: the enclosing git
+    checkout), a dangling one, or one to a target outside the scanned paths is skipped
+    and listed in `links` with the reason. Writing through the link, or replacing it
+    with a regular file, would edit a file nobody asked to edit or change the link's
+    git mode (120000 -> 100644).
     """
+    given = [Path(os.path.abspath(p)) for p in paths]
+    base = Path(os.path.abspath(root)) if root is not None else _repo_root(given)
+    real_base = os.path.realpath(base)
     found: set[str] = set()
-    for path in paths:
-        base = os.path.abspath(path)
-        if os.path.isfile(base):
-            found.add(base)
+    links: dict[str, tuple[Path, str]] = {}   # display -> (link, kind: file | directory)
+    scopes: list[str] = []
+    for path in given:
+        link = _first_link(path, base)
+        if link is not None:
+            links.setdefault(str(link), (link, "path"))
             continue
-        if not os.path.isdir(base):
+        if os.path.isfile(path):
+            found.add(str(path))
+            scopes.append(str(path))
+            continue
+        if not os.path.isdir(path):
             raise InputError(f"{path} does not exist", location=Location(str(path)),
                              hint="pass a directory or file inside the repository")
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found.update(os.path.join(dirpath, name) for name in filenames
-                         if name.endswith(YAML_SUFFIXES))
-    return [Path(p) for p in sorted(found)]
+        scopes.append(os.path.realpath(path))
+        _walk(str(path), found, links)
+    skipped = []
+    for key in sorted(links):
+        link, _ = links[key]
+        reason = _link_reason(link, real_base, scopes)
+        if reason is not None:
+            skipped.append(SkippedLink(_shown(link, base), _readlink(link), reason))
+    return Selection([Path(p) for p in sorted(found)], skipped)
+
+
+def yaml_files(paths: Iterable[Path], root: Path | None = None) -> list[Path]:
+    """select_yaml's files only (hidden directories such as .git are skipped)."""
+    return select_yaml(paths, root).files
+
+
+def _walk(top: str, found: set[str], links: dict[str, tuple[Path, str]]) -> None:
+    """Iterative scandir walk that neither follows nor descends into links."""
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            raise InputError(f"cannot list {directory}: {exc.strerror or exc}",
+                             location=Location(directory)) from None
+        for entry in entries:
+            if entry.is_symlink():
+                if entry.name.endswith(YAML_SUFFIXES) or os.path.isdir(entry.path):
+                    links.setdefault(entry.path, (Path(entry.path), "entry"))
+            elif entry.is_dir(follow_symlinks=False):
+                if not entry.name.startswith("."):
+                    pending.append(entry.path)
+            elif entry.name.endswith(YAML_SUFFIXES) and entry.is_file(follow_symlinks=False):
+                found.add(entry.path)
+
+
+def _first_link(path: Path, base: Path) -> Path | None:
+    """The first component of `path` below `base` that is a link (only `path` if outside)."""
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        return path if os.path.islink(path) else None
+    current = base
+    for part in parts:
+        current = current / part
+        if os.path.islink(current):
+            return current
+    return None
+
+
+def _link_reason(link: Path, real_base: str, scopes: Sequence[str]) -> str | None:
+    """Why a link is reported, or None when its target is scanned on its own."""
+    target = os.path.realpath(link)
+    if not os.path.exists(target):
+        return "dangling link: its target does not exist; links are never followed"
+    if not _inside(target, real_base):
+        return "link leaving the repository: not followed, not edited"
+    if any(_inside(target, scope) for scope in scopes):
+        return None
+    return "link to a file outside the scanned paths: not followed; bump the target's path"
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _repo_root(paths: Sequence[Path]) -> Path:
+    start = paths[0] if paths else Path(os.getcwd())
+    for candidate in [start, *start.parents]:
+        if (candidate / ".git").exists():
+            return candidate
+    return start if os.path.isdir(start) else start.parent
+
+
+def _readlink(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"
+
+
+def _shown(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
 
 
 def service_paths(config, service: str | None, root: Path) -> list[Path]:
@@ -449,11 +575,75 @@ def service_paths(config, service: str | None, root: Path) -> list[Path]:
     return out
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same directory, same mode, then rename over the original."""
-    from gitopsctl.fsutil import write_atomic as write
+def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:
+    """Replace a regular file atomically; never a link, never through one.
 
-    write(path, text)
+    The file is opened with O_NOFOLLOW (a link swapped in after selection fails here),
+    checked to still hold `expected` when given, then a temp file in the same directory,
+    with the same mode and fsynced, is renamed over it and the directory fsynced. On any
+    failure the original is untouched.
+    """
+    display = str(path)
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        fd = None  # a new file (automation suspend writes only existing ones; kept general)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise InputError(f"{display} is a symbolic link; gitopsctl never writes through or "
+                             "replaces a link", location=Location(display),
+                             hint="edit the file it points to; no file was changed") from None
+        raise
+    mode = 0o666 & ~_umask()
+    if fd is not None:
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{display} is not a regular file", location=Location(display))
+            mode = info.st_mode & 0o7777
+            if expected is not None and handle.read() != expected.encode("utf-8"):
+                raise InputError(f"{display} changed while gitopsctl was editing it",
+                                 location=Location(display),
+                                 hint="run the command again; no file was changed")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if os.path.islink(path):  # the last moment before the rename replaces it
+            raise InputError(f"{display} became a symbolic link; not replaced",
+                             location=Location(display), hint="no file was changed")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename itself is done
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_plans(plans: Sequence[FilePlan]) -> None:
@@ -463,13 +653,15 @@ def write_plans(plans: Sequence[FilePlan]) -> None:
         if not plan.changed:
             continue
         try:
-            write_atomic(plan.scan.path, plan.new_text)
-        except OSError as exc:
+            write_atomic(plan.scan.path, plan.new_text, expected=plan.scan.text)
+        except (OSError, GitopsctlError) as exc:
             for written in done:
                 try:
                     write_atomic(written.scan.path, written.scan.text)
-                except OSError:
+                except (OSError, GitopsctlError):
                     pass
+            if isinstance(exc, GitopsctlError):
+                raise
             raise ExternalError(f"cannot write {plan.scan.display}: {exc.strerror or exc}",
                                 hint="check permissions and free space; files already written "
                                      "were put back") from None

@@ -16,6 +16,12 @@ to fix it. Errors fail the check (exit 1), warnings do not.
                                     ImageUpdateAutomation that rollback does not suspend
     GOC011 marker-malformed         a `$imagepolicy` comment Flux would not understand
     GOC012 config-invalid           gitopsctl.yaml does not load
+    GOC013 link-skipped             (warning) a symbolic link that leaves the repository,
+                                    dangles, or points outside the scanned paths: never
+                                    followed, its target is not checked or bumped
+
+Hostile input (a file over 8 MiB, control characters, nesting deeper than 100, alias
+bombs; see gitopsctl.yamlsafe) is no finding: check stops with exit 2 and file:line.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ RULES: dict[str, str] = {
     "GOC010": "two-writers",
     "GOC011": "marker-malformed",
     "GOC012": "config-invalid",
+    "GOC013": "link-skipped",
 }
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from gitopsctl.checks import ERROR, Finding, content, markers, tools
+from gitopsctl import yamlsafe
+from gitopsctl.checks import ERROR, WARNING, Finding, content, markers, tools
 from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load
-from gitopsctl.errors import ConfigError, Location
-from gitopsctl.setters import TOKEN, yaml_files
+from gitopsctl.errors import ConfigError, InputError, Location
+from gitopsctl.setters import TOKEN, read_text, select_yaml
 
 CLUSTERS = "clusters"
 
@@ -38,7 +39,9 @@ def run(root: Path, paths: Sequence[Path], config_path: Path | None,
     targets = [t for t in targets if t.exists() or _missing(report, t, root)]
 
     config = _load_config(report, config_path, root, environ)
-    files = _load_files(report, yaml_files(targets), root, config_path)
+    selection = select_yaml(targets, root)
+    report.findings += [_link_finding(link) for link in selection.links]
+    files = _load_files(report, selection.files, root, config_path)
     report.files = len(files)
     by_path = {f.path.resolve(): f for f in files}
 
@@ -65,6 +68,12 @@ def run(root: Path, paths: Sequence[Path], config_path: Path | None,
     return report
 
 
+def _link_finding(link) -> Finding:
+    return Finding("GOC013", Location(link.path), f"symbolic link to {link.target} skipped: "
+                   f"{link.reason}", "commit the file itself, or point the link inside the "
+                   "scanned paths; bump never edits through a link", severity=WARNING)
+
+
 def _missing(report: Report, path: Path, root: Path) -> bool:
     report.findings.append(Finding("GOC001", Location(_display(path, root)), "path does not exist",
                                    "pass files or directories inside the repository"))
@@ -85,6 +94,8 @@ def _load_config(report: Report, config_path: Path | None, root: Path, environ):
 
     try:
         return config_mod.load(config_path, root=root, environ=environ or {})
+    except yamlsafe.HostileInput:
+        raise  # exit 2 like every command: a config that cannot be read is not a finding
     except ConfigError as exc:
         report.findings.append(Finding("GOC012", exc.location or Location(str(config_path)),
                                        exc.message, exc.hint or "fix gitopsctl.yaml"))
@@ -111,14 +122,16 @@ def _load_clusters(root: Path, loaded: dict[Path, YamlFile]) -> list[YamlFile]:
     if not clusters.is_dir():
         return list(loaded.values())
     out = []
-    for path in yaml_files([clusters]):
+    for path in select_yaml([clusters], root).files:
         key = path.resolve()
         if key in loaded:
             out.append(loaded[key])
             continue
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text = read_text(path, _display(path, root))
+        except yamlsafe.HostileInput:
+            raise
+        except InputError:
             continue
         if "image.toolkit.fluxcd.io" not in text and TOKEN not in text:
             continue

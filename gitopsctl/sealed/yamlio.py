@@ -12,10 +12,17 @@ from gitopsctl.sealed.resource import SECRET_KIND
 
 
 def parse_manifest(text: str, *, source: str = "<stdin>", kind: str | None = None) -> dict:
-    """One YAML (or JSON) document; line numbers are kept for later error messages."""
+    """One YAML (or JSON) document; line numbers are kept for later error messages.
+
+    Hostile input (too big, control characters, too deep, alias bombs) is refused first
+    with yamlsafe.HostileInput, before ruamel builds anything.
+    """
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+    from gitopsctl import yamlsafe
+
+    yamlsafe.guard_text(text, source)
     yaml = YAML(typ="rt")
     try:
         docs = [d for d in yaml.load_all(text) if d is not None]
