@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from gitopsctl.redact import RedactingFile, redact, redact_obj
+
 
 @dataclass
 class Reporter:
@@ -30,14 +32,15 @@ class Reporter:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, no_color=not self.color,
+            # every byte of human output passes redaction, whoever prints on this console
+            self._console = Console(file=RedactingFile(lambda: sys.stderr), no_color=not self.color,
                                     highlight=False, soft_wrap=True)
         return self._console
 
     def _line(self, symbol: str, style: str, message: str) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[{style}]{symbol}[/{style}] {escape(message)}")
+        self.console.print(f"[{style}]{symbol}[/{style}] {escape(redact(message))}")
 
     def action(self, message: str) -> None:
         self._line("►", "cyan", message)
@@ -52,7 +55,7 @@ class Reporter:
         self._line("✗", "red", message)
         if self.github_annotations:
             # Gitea and GitHub runners both understand workflow commands.
-            sys.stderr.write(f"::error::{message}\n")
+            sys.stderr.write(f"::error::{redact(message)}\n")
 
     def warning(self, message: str) -> None:
         self._line("!", "magenta", message)
@@ -120,7 +123,9 @@ def color_enabled(no_color_flag: bool) -> bool:
     return not no_color_flag and "NO_COLOR" not in os.environ
 
 
-def emit_json(document: Any) -> None:
-    """Write exactly one JSON document to stdout."""
+def emit_json(document: Any, *, redacted: bool = True) -> None:
+    """Write exactly one JSON document to stdout, every secret redacted (see gitopsctl.redact)."""
+    if redacted:
+        document = redact_obj(document)
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitopsctl import redact
 from gitopsctl.errors import ConfigError, ExternalError, InputError, Location
 
 # Everything a push may have produced; the registry picks the matching one.
@@ -44,6 +45,11 @@ class Credentials:
     password: str = field(repr=False)
     source: str = "environment"  # where they came from, safe to print
 
+    def __post_init__(self) -> None:
+        # hidden from every output of this process, in whatever form a message may quote it
+        redact.register(self.password)
+        redact.register(base64.b64encode(f"{self.username}:{self.password}".encode()).decode())
+
     def __repr__(self) -> str:  # never a secret in a traceback or a log line
         return f"Credentials(source={self.source!r})"
 
@@ -59,6 +65,7 @@ def load_credentials(registry_cfg, environ: Mapping[str, str] | None = None) -> 
     environ = os.environ if environ is None else environ
     user_var, pass_var = registry_cfg.username_env, registry_cfg.password_env
     user, password = environ.get(user_var), environ.get(pass_var)
+    redact.register(password)
     if user and password:
         return Credentials(user, password, source=f"${user_var}/${pass_var}")
     if user or password:
@@ -86,6 +93,11 @@ def credentials_from_docker_config(host: str, environ: Mapping[str, str]) -> Cre
     auths = data.get("auths") if isinstance(data, dict) else None
     if not isinstance(auths, dict):
         return None
+    for entry in auths.values():  # every host's, not only ours: a message may quote any
+        if isinstance(entry, dict):
+            redact.register_all(entry.get(k) for k in ("auth", "password", "identitytoken",
+                                                       "registrytoken")
+                                if isinstance(entry.get(k), str))
     for key, entry in auths.items():
         if _auth_key_host(key) != host or not isinstance(entry, dict):
             continue
@@ -279,6 +291,7 @@ class RegistryClient:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ExternalError(f"{_redact_url(realm)}: token service answered without a token")
+        redact.register(token)
         return token
 
     def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: Any):

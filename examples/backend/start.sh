@@ -5,6 +5,8 @@
 #   none       healthy
 #   crash      exit 1 at start (Kubernetes: CrashLoopBackOff; compose: exited)
 #   unhealthy  serve, but never write /healthz, so every health check gets 404
+#   leak-secret  print the API_TOKEN secret to stdout and stderr, then exit 1: the bug
+#              gitopsctl's redaction exists for (the value must reach no log, JSON or commit)
 # REQUIRE_ENV: space-separated variable names that must be set (secrets from the
 # env file); a missing one is a crash at start, naming the variable, never its value.
 set -eu
@@ -26,7 +28,11 @@ case "$mode" in
   none) echo "ok $SERVICE ${SOURCE_SHA:-unknown}" > /www/healthz ;;
   crash) echo "$SERVICE: FAIL_MODE=crash, exiting at start on purpose" >&2; exit 1 ;;
   unhealthy) rm -f /www/healthz; echo "$SERVICE: FAIL_MODE=unhealthy, /healthz will answer 404" >&2 ;;
-  *) echo "$SERVICE: unknown FAIL_MODE '$mode' (none|crash|unhealthy)" >&2; exit 2 ;;
+  leak-secret)
+    echo "$SERVICE: starting with API_TOKEN=${API_TOKEN:-}"
+    echo "$SERVICE: FAIL_MODE=leak-secret, crashing; token was ${API_TOKEN:-}" >&2
+    exit 1 ;;
+  *) echo "$SERVICE: unknown FAIL_MODE '$mode' (none|crash|unhealthy|leak-secret)" >&2; exit 2 ;;
 esac
 echo "${SOURCE_SHA:-unknown}" > /www/version
 

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gitopsctl import redact
 from gitopsctl.errors import InputError, Location
 from gitopsctl.sealed.hybrid import DecryptFailure, hybrid_decrypt
 from gitopsctl.sealed.resource import (API_VERSION, CLUSTER_WIDE, KIND, SCOPES, SECRET_API_VERSION,
@@ -21,7 +22,11 @@ PrivateKeys = Union[rsa.RSAPrivateKey, Sequence[rsa.RSAPrivateKey]]
 
 def decrypted_items(sealed: Mapping[str, Any], private_key: PrivateKeys, *,
                     source: str | None = None) -> dict[str, bytes]:
-    """Every spec.encryptedData value of a SealedSecret, decrypted; all or nothing."""
+    """Every spec.encryptedData value of a SealedSecret, decrypted; all or nothing.
+
+    Each value is registered with gitopsctl.redact the moment it is decrypted, so no
+    output of this process (sync's JSON with container logs, errors) can carry it.
+    """
     where = Where(sealed, source)
     keys = _key_list(private_key)
     parts = _SealedParts.of(sealed, where)
@@ -37,6 +42,7 @@ def decrypted_items(sealed: Mapping[str, Any], private_key: PrivateKeys, *,
                          hint="the value was corrupted; restore it from git or seal it again")
         try:
             out[key] = _decrypt_with_any(keys, blob, label)
+            redact.register(out[key])
         except DecryptFailure as exc:
             failures.append((key, exc))
     if failures:

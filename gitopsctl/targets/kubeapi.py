@@ -10,6 +10,7 @@ token or password can never reach output.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from gitopsctl import redact
 from gitopsctl.errors import ConfigError, ExternalError
 
 RETRYABLE_STATUS = frozenset({409, 429, 500, 502, 503, 504})
@@ -69,6 +71,44 @@ def resolve_kubeconfig(path: str | None, environ: Mapping[str, str]) -> Path:
     return chosen
 
 
+_SECRET_USER_KEYS = ("token", "password", "client-key-data")
+
+
+def kubeconfig_secrets(path: Path) -> list[str]:
+    """Every credential in the kubeconfig's users: tokens, passwords, client keys, auth-provider
+    tokens and secrets, exec env values. Any user, not only the current context's: a
+    message may name any of them. An unreadable file yields nothing (the loader says why)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return []
+    found: list[str] = []
+    users = doc.get("users") if isinstance(doc, dict) else None
+    for entry in users if isinstance(users, list) else []:
+        user = entry.get("user") if isinstance(entry, dict) else None
+        if not isinstance(user, dict):
+            continue
+        found += [user[k] for k in _SECRET_USER_KEYS if isinstance(user.get(k), str)]
+        if isinstance(user.get("client-key-data"), str):
+            try:  # the PEM itself, line by line, should a message ever quote it
+                found.append(base64.b64decode(user["client-key-data"]).decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                pass
+        provider = (user.get("auth-provider") or {}).get("config") if isinstance(
+            user.get("auth-provider"), dict) else None
+        if isinstance(provider, dict):
+            found += [v for k, v in provider.items()
+                      if isinstance(v, str) and ("token" in k or "secret" in k)]
+        exec_env = (user.get("exec") or {}).get("env") if isinstance(user.get("exec"), dict) else None
+        for item in exec_env if isinstance(exec_env, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("value"), str):
+                found.append(item["value"])
+    return found
+
+
 class KubeApi:
     def __init__(self, kubeconfig: Path, context: str | None = None, policy: RetryPolicy = RetryPolicy()):
         from kubernetes import client, config
@@ -85,6 +125,8 @@ class KubeApi:
         # Our loop owns retries (bounded, with backoff and a deadline); urllib3's would hide them.
         cfg.retries = 0
         self._secrets = {s for s in (self._token(cfg), cfg.password) if s and len(s) >= 4}
+        redact.register_all(self._secrets)
+        redact.register_all(kubeconfig_secrets(kubeconfig))
         self.server = cfg.host
         self._client = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self._client)
