@@ -127,10 +127,15 @@ def main_options(
                            verbose=verbose, no_color=no_color)
 
 
-def _run(ctx: typer.Context, command: str, **options) -> None:
+def _run(ctx: typer.Context, command: str, durations=None, **options) -> None:
     from gitopsctl.cliutil import run_command
 
-    run_command(ctx.obj, command, options)
+    run_command(ctx.obj, command, options, durations)
+
+
+# Duration options are read as text and checked by config.duration_option against the
+# range of the config key they override, so `nan`, `inf`, `-5` or `0` never reach a wait.
+_DURATION_HELP = " (seconds, or like 90s, 5m)"
 
 
 def _services(values: Optional[List[ServiceChoice]]) -> list[str]:
@@ -160,17 +165,22 @@ def bump(
     policy: Annotated[Optional[List[str]], typer.Option(
         metavar="NAMESPACE:NAME=IMAGE_REF", help="New value for an ImagePolicy (repeatable)")] = None,
     service: Annotated[Optional[List[ServiceChoice]], typer.Option(
-        help="Pipeline mode: bump this service's markers from the build record")] = None,
+        help="Pipeline mode: bump this service's markers to the image built from --source "
+             "(build record, else the registry)")] = None,
     source: Annotated[Optional[str], typer.Option(
         metavar="SHA", help="Pipeline mode: the app commit that was built [default: HEAD]")] = None,
     no_commit: Annotated[bool, typer.Option("--no-commit", help="Edit files, do not commit or push")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Commit but do not push")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes, write nothing")] = False,
+    allow_unbuilt: Annotated[bool, typer.Option(
+        "--allow-unbuilt", help="Pipeline mode: deploy <repository>:<sha7> even though no build "
+                                "recorded it and the registry does not have it")] = False,
 ) -> None:
     """Edit image references at Flux setter markers (and the compose file), commit and push."""
     _run(ctx, "bump", paths=path or [], policies=policy or [],
          services=[v.value for v in service] if service else [], source=source,
-         commit=not no_commit and not dry_run, push=not no_push, dry_run=dry_run)
+         commit=not no_commit and not dry_run, push=not no_push, dry_run=dry_run,
+         allow_unbuilt=allow_unbuilt)
 
 
 @commands.command()
@@ -178,13 +188,18 @@ def stage(
     ctx: typer.Context,
     source: Annotated[Optional[str], typer.Option(
         metavar="SHA", help="App commit whose build to deploy [default: HEAD]")] = None,
-    delay: Annotated[Optional[float], typer.Option(
-        metavar="SECONDS", help="Override stage.delay between frontend and backend")] = None,
-    timeout: Annotated[Optional[float], typer.Option(
-        metavar="SECONDS", help="Override timeouts.failure for each target")] = None,
+    delay: Annotated[Optional[str], typer.Option(
+        metavar="SECONDS", help="Override stage.delay between frontend and backend"
+                                + _DURATION_HELP)] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        metavar="SECONDS", help="Override timeouts.failure for each target" + _DURATION_HELP)] = None,
+    allow_unbuilt: Annotated[bool, typer.Option(
+        "--allow-unbuilt", help="Deploy <repository>:<sha7> even when no build record or registry "
+                                "tag shows it was built")] = False,
 ) -> None:
     """Deploy frontend, wait until healthy, then backend; roll both back on any failure."""
-    _run(ctx, "stage", source=source, delay=delay, timeout=timeout)
+    _run(ctx, "stage", source=source, delay=delay, timeout=timeout, allow_unbuilt=allow_unbuilt,
+         durations={"delay": ("--delay", "stage.delay"), "timeout": ("--timeout", "timeouts.failure")})
 
 
 @commands.command()
@@ -192,11 +207,13 @@ def verify(
     ctx: typer.Context,
     target: Annotated[Optional[List[TargetChoice]], typer.Option(
         help="Target to check; repeat for several [default: all]")] = None,
-    timeout: Annotated[Optional[float], typer.Option(
-        metavar="SECONDS", help="Deadline for each target [default: timeouts.failure]")] = None,
+    timeout: Annotated[Optional[str], typer.Option(
+        metavar="SECONDS", help="Deadline for each target" + _DURATION_HELP
+                                + " [default: timeouts.failure]")] = None,
 ) -> None:
-    """Run the health checks against what git says is live."""
-    _run(ctx, "verify", targets=[t.value for t in target] if target else [], timeout=timeout)
+    """Check, without changing anything, that each target runs and serves what git says is live."""
+    _run(ctx, "verify", targets=[t.value for t in target] if target else [], timeout=timeout,
+         durations={"timeout": ("--timeout", "timeouts.failure")})
 
 
 @commands.command()
@@ -257,14 +274,19 @@ def sync(
     ctx: typer.Context,
     revision: Annotated[Optional[str], typer.Option(
         metavar="SHA", help="Move to this commit [default: the tip of the remote branch]")] = None,
-    wait_timeout: Annotated[Optional[float], typer.Option(
-        metavar="SECONDS", help="compose up --wait-timeout [default: timeouts.failure]")] = None,
+    wait_timeout: Annotated[Optional[str], typer.Option(
+        metavar="SECONDS", help="compose up --wait-timeout" + _DURATION_HELP
+                                + " [default: timeouts.failure]")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Read-only: report the checkout's revision and the stack's health; "
+                        "no fetch, no env file, no compose pull/up")] = False,
     systemd_units: Annotated[Optional[Path], typer.Option(
         "--systemd-units", metavar="DIR",
         help="Write gitopsctl-sync.service and .timer (from the config) into DIR; do not sync")] = None,
 ) -> None:
     """On the VM: fast-forward the checkout, unseal secrets, docker compose pull and up."""
-    _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout, systemd_units=systemd_units)
+    _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout, systemd_units=systemd_units,
+         check=check, durations={"wait_timeout": ("--wait-timeout", "timeouts.failure")})
 
 
 @commands.command()
@@ -297,14 +319,17 @@ def sandbox(
              "for down: the one `sandbox up` printed [default: the last one it recorded]")] = None,
     keep: Annotated[bool, typer.Option(
         "--keep", help="Keep the work directory's files (git remote, logs) after stopping")] = False,
-    stage_delay: Annotated[float, typer.Option(
-        metavar="SECONDS", help="stage.delay between frontend and backend in the sandbox")] = 5.0,
-    timeout: Annotated[float, typer.Option(
-        metavar="SECONDS", help="down: how long to wait for `sandbox up` to clean up")] = 120.0,
+    stage_delay: Annotated[str, typer.Option(
+        metavar="SECONDS", help="stage.delay between frontend and backend in the sandbox"
+                                + _DURATION_HELP)] = "5",
+    timeout: Annotated[str, typer.Option(
+        metavar="SECONDS", help="down: how long to wait for `sandbox up` to clean up"
+                                + _DURATION_HELP)] = "120",
 ) -> None:
     """Run the whole homelab on this machine: demo the deploy/rollback story, or keep it up."""
     _run(ctx, "sandbox", action=action.value, workdir=dir, keep=keep, stage_delay=stage_delay,
-         timeout=timeout)
+         timeout=timeout, durations={"stage_delay": ("--stage-delay", "stage.delay"),
+                                     "timeout": ("--timeout", "sandbox.down_timeout")})
 
 
 @commands.command("config")

@@ -12,6 +12,11 @@ from typing import Any, Optional
 from gitopsctl.commands import Context
 from gitopsctl.console import Reporter, color_enabled, emit_json
 from gitopsctl.errors import GitopsctlError
+from gitopsctl.redact import RedactingFile
+
+# The one command whose product is a secret, asked for with the private key in hand:
+# its result is printed as is (its progress and errors are still redacted).
+_REVEALS_SECRETS = frozenset({"unseal"})
 
 
 def make_context(*, config: Optional[Path], repo: Optional[Path], output: str, verbose: bool,
@@ -27,9 +32,15 @@ def make_context(*, config: Optional[Path], repo: Optional[Path], output: str, v
     return Context(repo=repo_root, config_path=config_path, output=output, reporter=reporter)
 
 
-def run_command(ctx: Context, command: str, options: dict[str, Any]) -> None:
-    """Run gitopsctl.commands.<command>.<command>(ctx, **options), render, exit."""
+def run_command(ctx: Context, command: str, options: dict[str, Any],
+                durations: dict[str, tuple[str, str]] | None = None) -> None:
+    """Run gitopsctl.commands.<command>.<command>(ctx, **options), render, exit.
+
+    `durations` maps an option's parameter to (its flag, the config key whose range it
+    shares); each given value is parsed and range-checked before the command runs.
+    """
     try:
+        options = {**options, **_checked_durations(options, durations or {})}
         module = importlib.import_module(f"gitopsctl.commands.{command}")
         result = getattr(module, command)(ctx, **options)
     except GitopsctlError as exc:
@@ -39,30 +50,39 @@ def run_command(ctx: Context, command: str, options: dict[str, Any]) -> None:
         raise
     except Exception as exc:  # a bug: say so plainly, keep the traceback for -v
         if ctx.reporter.verbose:
-            traceback.print_exc()
+            traceback.print_exc(file=RedactingFile(lambda: sys.stderr))
         err = GitopsctlError(f"internal error: {type(exc).__name__}: {exc}",
                              hint="this is a bug in gitopsctl; rerun with -v for the traceback")
         _report_error(ctx, err)
         sys.exit(70)
-    render(ctx, result)
+    render(ctx, result, redacted=command not in _REVEALS_SECRETS)
     code = getattr(result, "exit_code", 0)
     if code:
         sys.exit(code)
 
 
-def render(ctx: Context, result: Any) -> None:
+def _checked_durations(options: dict[str, Any], durations: dict[str, tuple[str, str]]) -> dict:
+    from gitopsctl.config import duration_option
+
+    return {name: duration_option(flag, options[name], key)
+            for name, (flag, key) in durations.items() if options.get(name) is not None}
+
+
+def render(ctx: Context, result: Any, *, redacted: bool = True) -> None:
     if result is None:
         if ctx.json:
             emit_json({"ok": True})
         return
     if ctx.json:
         doc = result.to_dict()
-        doc.setdefault("ok", getattr(result, "exit_code", 0) == 0)
-        emit_json(doc)
+        # one meaning in every command: ok is exactly "the exit code is 0"
+        doc["ok"] = getattr(result, "exit_code", 0) == 0
+        emit_json(doc, redacted=redacted)
     else:
         from rich.console import Console
 
-        console = Console(no_color=not ctx.reporter.color, highlight=False, soft_wrap=True)
+        out = RedactingFile(lambda: sys.stdout) if redacted else sys.stdout
+        console = Console(file=out, no_color=not ctx.reporter.color, highlight=False, soft_wrap=True)
         result.render_text(console)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -31,6 +32,94 @@ def meta(help: str, example: Any = None, *, pattern: str | None = None,
          maximum: float | None = None, duration: bool = False) -> dict:
     return {"help": help, "example": example, "pattern": pattern, "choices": choices,
             "minimum": minimum, "maximum": maximum, "duration": duration}
+
+
+# ---------------------------------------------------------------- numbers and durations
+# One rule for the config file, the environment overrides and the CLI options alike.
+
+def parse_seconds(value: Any) -> float | None:
+    """A duration in seconds from a number or `90s`/`5m`/`1h`/`250ms`; None if it is neither.
+
+    NaN and the infinities come back as they are: `out_of_range` refuses them.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer too big for a float is far out of any range
+            return math.inf
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+            return float(m.group(1)) * factor
+    return None
+
+
+def bounds_text(md: dict, unit: str = "") -> str:
+    lo, hi = md.get("minimum"), md.get("maximum")
+    if lo is not None and hi is not None:
+        return f"a finite value between {lo:g}{unit} and {hi:g}{unit}"
+    if lo is not None:
+        return f"a finite value of at least {lo:g}{unit}"
+    if hi is not None:
+        return f"a finite value of at most {hi:g}{unit}"
+    return "a finite value"
+
+
+def out_of_range(value: float, md: dict, unit: str = "") -> str | None:
+    """What was expected, when `value` is not finite or outside md's minimum/maximum."""
+    lo, hi = md.get("minimum"), md.get("maximum")
+    # NaN compares false with every bound, so finiteness is checked first, explicitly.
+    finite = isinstance(value, int) or math.isfinite(value)  # ints are; isfinite may overflow
+    if not finite or (lo is not None and value < lo) or \
+            (hi is not None and value > hi):
+        return bounds_text(md, unit)
+    return None
+
+
+def field_metadata(dotted: str) -> dict:
+    """The metadata of a config field named like `timeouts.failure`."""
+    cls: Any = Config
+    md: dict = {}
+    for part in dotted.split("."):
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            raise KeyError(dotted)
+        md, tp = dict(fields[part].metadata), hints[part]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        cls = args[0] if args and dataclasses.is_dataclass(args[0]) else tp
+    return md
+
+
+# Deadlines that only the CLI has (no config key): their ranges live here, beside the others.
+CLI_DURATIONS: dict[str, dict] = {
+    "sandbox.down_timeout": meta("How long `sandbox down` waits for `sandbox up` to clean up",
+                                 "120s", duration=True, minimum=1, maximum=3600),
+}
+
+
+def duration_option(option: str, raw: Any, key: str) -> float:
+    """Parse a CLI duration option with the same range as config field `key`.
+
+    Raises UsageError (exit 2) naming the option, the range and an example.
+    """
+    from gitopsctl.errors import UsageError
+
+    md = CLI_DURATIONS.get(key) or field_metadata(key)
+    seconds = parse_seconds(raw)
+    expected = out_of_range(seconds, md, "s") if seconds is not None else bounds_text(md, "s")
+    if expected:
+        source = "" if key in CLI_DURATIONS else f", like {key} in gitopsctl.yaml"
+        example = md.get("example")
+        raise UsageError(f"{option}: expected a duration, {expected}{source}; got {raw!r}",
+                         hint=f"e.g. {option} {parse_seconds(example) or example:g} "
+                              f"(seconds; 90s, 5m and 1h work too)",
+                         details={"option": option, "key": key, "minimum": md.get("minimum"),
+                                  "maximum": md.get("maximum")})
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -73,8 +162,13 @@ class Registry:
 
 @dataclass(frozen=True)
 class Git:
-    remote: str = field(default="origin", metadata=meta("Git remote to push deploy commits to",
-                                                        "origin"))
+    # A name, never a URL: a URL may carry a token, and gitopsctl.yaml is committed and printed.
+    remote: str = field(default="origin", metadata={
+        **meta("Name of the git remote (as in `git remote -v`) to push deploy commits to; "
+               "not a URL", "origin", pattern=r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]*$"),
+        "expected": "the name of a git remote such as `origin`, not a URL (set the URL and any "
+                    "credential in the clone: `git remote add NAME URL`, or a credential helper)",
+        "conceal": True})
     branch: str = field(default="main", metadata=meta("Branch Flux and the VM follow", "main",
                                                       pattern=r"^[A-Za-z0-9._/-]+$"))
     author: Author = field(default_factory=Author, metadata=meta("Author of gitopsctl's commits"))
@@ -160,7 +254,8 @@ class VMTarget:
     remote_command: str = field(default="gitopsctl", metadata=meta(
         "gitopsctl executable on the VM", "/opt/gitopsctl/bin/gitopsctl", pattern=r"^[\w./-]+$"))
     sync_interval: float = field(default=300.0, metadata=meta(
-        "How often the systemd timer syncs the VM", "5m", duration=True, minimum=10))
+        "How often the systemd timer syncs the VM", "5m", duration=True, minimum=10,
+        maximum=86400))
 
 
 @dataclass(frozen=True)
@@ -245,17 +340,23 @@ def load(path: Path | str, *, root: Path | None = None,
          environ: typing.Mapping[str, str] | None = None) -> Config:
     """Read, validate and freeze a config file. Raises ConfigError, never anything else."""
     from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    from gitopsctl import yamlsafe
+    from gitopsctl.errors import InputError
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist",
-                          hint="create one from examples/gitopsctl.yaml, or pass --config PATH "
-                               "(or set GITOPSCTL_CONFIG)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        text = yamlsafe.read_text(path, str(path))  # bounded: size, control characters
+        yamlsafe.guard_text(text, str(path))        # nesting depth, alias bombs
+    except yamlsafe.HostileInput as exc:
+        raise yamlsafe.HostileConfig(exc.message, hint=exc.hint, location=exc.location) from None
+    except InputError as exc:
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist",
+                              hint="create one from examples/gitopsctl.yaml, or pass --config PATH "
+                                   "(or set GITOPSCTL_CONFIG)") from None
+        raise ConfigError(exc.message, location=exc.location, hint=exc.hint) from None
     yaml = YAML(typ="rt")
     try:
         data = yaml.load(text)
@@ -264,6 +365,9 @@ def load(path: Path | str, *, root: Path | None = None,
         loc = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
         raise ConfigError(f"not valid YAML: {exc.problem or exc.context}", location=loc,
                           hint="check indentation and quoting around this position") from None
+    except YAMLError as exc:  # unmarked: name only the type, the text may quote a secret
+        raise ConfigError(f"not valid YAML ({type(exc).__name__})",
+                          location=Location(str(path))) from None
     if data is None:
         data = {}
     loader = _Loader(str(path))
@@ -423,22 +527,14 @@ class _Loader:
                 self.fail(parent, key, dotted, "a non-empty string", example, value)
             pattern = md.get("pattern")
             if pattern and not re.match(pattern, value):
-                self.fail(parent, key, dotted, f"a string matching {pattern}", example, value)
+                self.fail(parent, key, dotted, md.get("expected") or f"a string matching {pattern}",
+                          example, None if md.get("conceal") else value)
             self._choices(value, dotted, parent, key, md)
             return str(value)
         raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
 
     def _duration(self, value, dotted, parent, key, md) -> float:
-        seconds: float | None = None
-        if isinstance(value, bool):
-            seconds = None
-        elif isinstance(value, (int, float)):
-            seconds = float(value)
-        elif isinstance(value, str):
-            m = _DURATION_RE.match(value)
-            if m:
-                factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
-                seconds = float(m.group(1)) * factor
+        seconds = parse_seconds(value)
         if seconds is None:
             self.fail(parent, key, dotted, "a duration: seconds as a number, or like 90s, 5m, 1h",
                       md.get("example"), value)
@@ -446,10 +542,9 @@ class _Loader:
         return seconds
 
     def _range(self, value, dotted, parent, key, md, unit: str = "") -> None:
-        lo, hi = md.get("minimum"), md.get("maximum")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            bounds = f"between {lo:g}{unit} and {hi:g}{unit}" if hi is not None else f"at least {lo:g}{unit}"
-            self.fail(parent, key, dotted, f"a value {bounds}", md.get("example"), value)
+        expected = out_of_range(value, md, unit)
+        if expected:
+            self.fail(parent, key, dotted, expected, md.get("example"), value)
 
     def _choices(self, value, dotted, parent, key, md) -> None:
         choices = md.get("choices")

@@ -134,10 +134,26 @@ def _rows(obj: dict, prefix: str, out: list[str]) -> None:
         extra = ""
         if "enum" in target:
             extra = " One of: " + ", ".join(f"`{v}`" for v in target["enum"]) + "."
+        else:
+            extra = _range_text(prop)
         out.append(f"| `{key}` | {_type_name(prop)} | {'yes' if name in required else ''} | {shown} | "
                    f"{prop.get('description', '')}.{extra} |")
     for key, target, _ in nested:
         _rows(target, key + ".", out)
+
+
+def _range_text(prop: dict) -> str:
+    """" Range: 1 s to 7200 s." for a number or duration with bounds."""
+    number = prop["anyOf"][0] if _type_name(prop) == "duration" else prop
+    if number.get("type") not in ("number", "integer"):
+        return ""
+    unit = " s" if number is not prop else ""
+    lo, hi = number.get("minimum"), number.get("maximum")
+    if lo is None and hi is None:
+        return ""
+    shown = (f"{lo:g}{unit} to {hi:g}{unit}" if lo is not None and hi is not None
+             else f"at least {lo:g}{unit}" if lo is not None else f"at most {hi:g}{unit}")
+    return f" Range: {shown}."
 
 
 def markdown() -> str:
@@ -146,7 +162,10 @@ def markdown() -> str:
              "Generated from the config dataclasses by `python -m gitopsctl.schema --markdown`;",
              "do not edit by hand. A commented example is in `examples/gitopsctl.yaml`, the JSON Schema",
              "in `gitopsctl/schema/gitopsctl.schema.json`.", "",
-             "Durations take seconds as a number, or a string such as `90s`, `5m`, `1h`. Any value can",
+             "Durations take seconds as a number, or a string such as `90s`, `5m`, `1h`; every number",
+             "must be finite and in its range (`.nan` and `.inf` are refused), and the CLI options that",
+             "override a duration (`stage --delay/--timeout`, `verify --timeout`, `sync --wait-timeout`)",
+             "accept the same range. Any value can",
              "be overridden from the environment as `GITOPSCTL_<SECTION>__<KEY>` (for example",
              "`GITOPSCTL_STAGE__DELAY=0`). Credentials never appear in this file: only the names of",
              "the environment variables that hold them.", "",

@@ -2,7 +2,12 @@
 
 Two ways to say what to set:
   --policy NS:NAME=IMAGE_REF [--path DIR]   explicit values (paths default to the config's)
-  --service S --source SHA                  pipeline: the image `gitopsctl build` recorded
+  --service S --source SHA                  pipeline: the image `gitopsctl build` recorded,
+                                            else the one the registry has for the source's
+                                            sha7 tag; neither is exit 2 unless --allow-unbuilt
+
+Either way an image `check` would refuse (no tag, or `:latest` without a digest) is
+refused here too (GOC005 unpinned-image).
 
 Every file is parsed and every edit computed in memory before anything is written, so
 a bad file or a bad reference leaves the tree untouched. Each service gets its own
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gitopsctl import setters
+from gitopsctl.deployimage import ensure_deployable, resolve_image
 from gitopsctl.errors import InputError, UsageError
 from gitopsctl.imageref import ImageReference, parse_reference
 
@@ -34,9 +40,10 @@ class Bump:
     paths: list[Path]
     service: str | None = None
     source: str | None = None          # full SHA of the app commit, pipeline mode
-    origin: str = "argument"           # argument | build-record | fallback
+    origin: str = "argument"           # argument | build-record | registry | unbuilt
     changes: list[setters.Change] = field(default_factory=list)
     skipped: list[setters.Skipped] = field(default_factory=list)
+    skipped_links: list[setters.SkippedLink] = field(default_factory=list)
     new_texts: dict[Path, str] = field(default_factory=dict)
     markers_seen: int = 0
     commit: str | None = None
@@ -47,7 +54,8 @@ class Bump:
                 "markers": self.markers_seen,
                 "changes": [c.to_dict() for c in self.changes],
                 "skipped": [{"file": s.marker.file, "line": s.marker.line,
-                             "setter": s.marker.setter, "reason": s.reason} for s in self.skipped]}
+                             "setter": s.marker.setter, "reason": s.reason} for s in self.skipped],
+                "skipped_links": [link.to_dict() for link in self.skipped_links]}
 
 
 @dataclass
@@ -79,6 +87,8 @@ class BumpResult:
                 m = change.marker
                 console.print(f"{m.file}:{m.line}: {m.setter}: {change.old_value} -> "
                               f"{change.new_value}", markup=False)
+            for link in bump.skipped_links:
+                console.print(f"{link.path}: left alone ({link.reason})", markup=False)
             for skip in bump.skipped:
                 console.print(f"{skip.marker.file}:{skip.marker.line}: {skip.marker.setter}: "
                               f"left alone ({skip.reason})", markup=False)
@@ -99,10 +109,13 @@ class BumpResult:
 
 def bump(ctx, *, paths: Sequence[Path] = (), policies: Sequence[str] = (),
          services: Sequence[str] = (), source: str | None = None, commit: bool = True,
-         push: bool = True, dry_run: bool = False) -> BumpResult:
+         push: bool = True, dry_run: bool = False, allow_unbuilt: bool = False) -> BumpResult:
     if policies and services:
         raise UsageError("use either --policy or --service, not both",
                          hint="--policy sets explicit values; --service reads the build record")
+    if allow_unbuilt and not services:
+        raise UsageError("--allow-unbuilt only applies to --service",
+                         hint="--policy values are written as given")
     if not policies and not services:
         raise UsageError("nothing to bump",
                          hint="pass --policy NAMESPACE:NAME=IMAGE_REF, or --service S --source SHA")
@@ -119,7 +132,8 @@ def bump(ctx, *, paths: Sequence[Path] = (), policies: Sequence[str] = (),
 
             source_sha = repo.head(root)
             notes.append(f"--source not given: using HEAD {source_sha[:7]}")
-        bumps = _pipeline_bumps(config, services, source_sha, notes)
+        bumps = _pipeline_bumps(config, services, source_sha, notes, ctx.environ, allow_unbuilt,
+                                offline=dry_run)
     else:
         bumps = _explicit_bumps(config, policies, paths, source_sha, root)
 
@@ -172,10 +186,7 @@ def _explicit_bumps(config, policies: Sequence[str], paths: Sequence[Path], sour
         if policy in seen:
             raise UsageError(f"--policy {policy} given twice", hint="give each policy once")
         seen.add(policy)
-        ref = parse_reference(value)
-        if ref.tag is None and ref.digest is None:
-            raise InputError(f"image reference {value!r} has neither tag nor digest",
-                             hint="bump writes pinned images: add :TAG and/or @sha256:DIGEST")
+        ref = ensure_deployable(parse_reference(value), f"--policy {policy}")
         service = _service_for_policy(config, policy)
         search = [Path(p) for p in paths] if paths else setters.service_paths(config, service, root)
         bumps.append(Bump(policy=policy, ref=ref, paths=search, service=service, source=source))
@@ -188,36 +199,25 @@ def _service_for_policy(config, policy: str) -> str | None:
     return next((name for name, svc in config.services.items() if svc.policy == policy), None)
 
 
-def _pipeline_bumps(config, services: Sequence[str], source: str, notes: list[str]) -> list[Bump]:
+def _pipeline_bumps(config, services: Sequence[str], source: str, notes: list[str],
+                    environ, allow_unbuilt: bool, offline: bool = False) -> list[Bump]:
     names = list(config.stage.order) + [n for n in config.services if n not in config.stage.order] \
         if "all" in services else list(dict.fromkeys(services))
     bumps = []
     for name in names:
         svc = config.service(name)
-        ref, origin = _image_for(config, name, source, notes)
+        ref, origin = resolve_image(config, name, source, environ=environ,
+                                    allow_unbuilt=allow_unbuilt, offline=offline)
+        if origin == "registry":
+            notes.append(f"no build record for {name} at {source[:7]}: the registry has "
+                         f"{ref.without_digest()}, pinned to its digest")
+        elif origin == "unbuilt":
+            why = "dry run, registry not asked" if offline else "--allow-unbuilt"
+            notes.append(f"{why}: no build record for {name} at {source[:7]}; "
+                         f"{ref} unverified, without a digest")
         bumps.append(Bump(policy=svc.policy, ref=ref, service=name, source=source, origin=origin,
                           paths=setters.service_paths(config, name, Path(config.root))))
     return bumps
-
-
-def _image_for(config, service: str, source: str, notes: list[str]) -> tuple[ImageReference, str]:
-    """The build record's reference (tag + digest), else <repository>:<sha7> without digest.
-
-    A missing record falls back (the bare sha7 tag is pushed by every build); a record
-    that exists but cannot be read is an error, never silently ignored.
-    """
-    from gitopsctl import buildrecord
-
-    why = "no build record"
-    if buildrecord.record_path(config, source).exists():
-        record = buildrecord.read_record(config, source)
-        built = record.images.get(service)
-        if built is not None:
-            return parse_reference(built.reference), "build-record"
-        why = "the build record has no image for it"
-    fallback = f"{config.image_repository(service)}:{source[:7]}"
-    notes.append(f"{why}: {service} at {source[:7]}; using {fallback} without a digest")
-    return parse_reference(fallback), "fallback"
 
 
 # ---------------------------------------------------------------- planning
@@ -237,7 +237,9 @@ def _plan(bumps: list[Bump], root: Path, *, strict: bool, notes: list[str]) -> N
     texts: dict[Path, str | None] = {}
     displays: dict[Path, str] = {}
     for bump in bumps:
-        for path in setters.yaml_files(bump.paths):
+        selection = setters.select_yaml(bump.paths, root)
+        bump.skipped_links = selection.links
+        for path in selection.files:
             key = path  # absolute already
             if key not in texts:
                 displays[key] = _display(key, root)

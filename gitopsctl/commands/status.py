@@ -1,6 +1,8 @@
 """gitopsctl status: per target the live source, image and health; recent history.
 
 Everything but health comes from the trailers in `git log` of the remote branch.
+Exit 1 when a target's health was probed and found unhealthy (so `ok` is false too);
+with --no-health nothing is judged and the exit is 0.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.commands.rollback import check_once
+from gitopsctl.deploy.converge import check_once
 from gitopsctl.deploys import read_state
 from gitopsctl.deploys_git import remote_ref
-from gitopsctl.errors import GitopsctlError
+from gitopsctl.errors import EXIT_FINDINGS, EXIT_OK, GitopsctlError
 
 
 @dataclass
@@ -22,11 +24,17 @@ class StatusResult:
     tip: str
     services: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
-    exit_code: int = 0
+    exit_code: int = EXIT_OK
+
+    @property
+    def unhealthy(self) -> list[str]:
+        return [s["service"] for s in self.services if s.get("health") and not s["health"]["healthy"]]
 
     def to_dict(self) -> dict:
-        return {"branch": self.branch, "tip": self.tip, "services": self.services,
-                "history": self.history}
+        probed = any(s.get("health") for s in self.services)
+        return {"branch": self.branch, "tip": self.tip,
+                "healthy": not self.unhealthy if probed else None, "unhealthy": self.unhealthy,
+                "services": self.services, "history": self.history}
 
     def render_text(self, console: Any) -> None:
         from rich.table import Table
@@ -51,6 +59,8 @@ class StatusResult:
             history.add_row(_when(item["timestamp"]), item["commit"][:7], item["kind"],
                             item.get("service") or "both", (item.get("source") or "-")[:7], detail)
         console.print(history)
+        if self.unhealthy:
+            console.print(f"UNHEALTHY: {', '.join(self.unhealthy)} (exit 1)", markup=False)
 
 
 def _when(ts: int | None) -> str:
@@ -84,6 +94,7 @@ def status(ctx, *, limit: int = 10, health: bool = True) -> StatusResult:
         item = record.to_dict()
         item["reverted"] = record.kind == "deploy" and state.is_reverted(record.commit)
         result.history.append(item)
+    result.exit_code = EXIT_FINDINGS if result.unhealthy else EXIT_OK
     return result
 
 

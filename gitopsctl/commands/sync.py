@@ -6,6 +6,10 @@ that branch) -> unseal secrets into the env file -> docker compose pull + up --w
 
 A run at the revision that is already live and healthy is a no-op: nothing is
 pulled, nothing is (re)created, and the result says "unchanged".
+
+`sync --check` (what `gitopsctl verify` runs over SSH) changes nothing at all: no lock,
+no fetch, no env file, no compose pull or up, no status file. It reports the revision
+the checkout stands on and the stack's health, action "checked".
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class SyncResult:
     revision: str
     previous_revision: str | None
     branch: str
-    action: str                      # "updated" | "unchanged" | "failed"
+    action: str                      # "updated" | "unchanged" | "failed" | "checked"
     healthy: bool
     reason: str = ""
     images: dict[str, dict] = field(default_factory=dict)
@@ -76,9 +80,12 @@ class SyncResult:
 
 
 def sync(ctx, revision: str | None = None, wait_timeout: float | None = None,
-         systemd_units: Path | None = None, **_: Any) -> Any:
+         systemd_units: Path | None = None, check: bool = False, **_: Any) -> Any:
     from gitopsctl import config as config_mod
 
+    if check and (revision is not None or systemd_units is not None):
+        raise UsageError("--check only looks: it takes no --revision or --systemd-units",
+                         hint="run `gitopsctl sync --check` alone")
     if systemd_units is not None:
         return _install_units(ctx, Path(systemd_units))
     started = time.monotonic()
@@ -98,6 +105,8 @@ def sync(ctx, revision: str | None = None, wait_timeout: float | None = None,
     if wait <= 0:
         raise UsageError("--wait-timeout must be positive")
     deadline = started + wait
+    if check:
+        return _check(ctx, cfg, checkout, deadline, started)
     state_dir = checkout / cfg.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     rep = ctx.reporter
@@ -158,6 +167,40 @@ def sync(ctx, revision: str | None = None, wait_timeout: float | None = None,
         if not report.healthy:
             result.action = "failed"
         return _finish(result, report, images, timings, steps, started, state_dir)
+
+
+def _check(ctx, cfg, checkout: Path, deadline: float, started: float) -> SyncResult:
+    """Look, change nothing: the checkout's revision and the running stack's health."""
+    from gitopsctl.compose import Compose
+    from gitopsctl.health import Check
+
+    vm, rep = cfg.targets.vm, ctx.reporter
+    head = _git(checkout, "rev-parse", "HEAD")
+    tracking = f"refs/remotes/{cfg.git.remote}/{cfg.git.branch}"
+    fetched = _git(checkout, "rev-parse", "--verify", "--quiet", f"{tracking}^{{commit}}") \
+        if _git_ok(checkout, "rev-parse", "--verify", "--quiet", f"{tracking}^{{commit}}") else None
+    local = _git(checkout, "diff", "--name-only", "HEAD").splitlines()
+    env_path = _inside(checkout, vm.env_file, "targets.vm.env_file") if vm.sealed_secrets else None
+    env_file = env_path if env_path is not None and env_path.is_file() else None
+    compose = Compose(project=vm.compose_project,
+                      file=_inside(checkout, vm.compose_file, "targets.vm.compose_file"),
+                      env_file=env_file, environ=ctx.environ)
+    timings: dict[str, float] = {}
+    rep.action(f"checking the stack at {head[:12]} (read-only)")
+    report, images = _evaluate(cfg, compose, deadline, rep, timings)
+    if local:
+        # the stack runs files git does not have: it is not "the revision git says"
+        report.checks.insert(0, Check("checkout", False, "the checkout has local changes: "
+                                      + ", ".join(local[:10])))
+        if report.healthy:
+            report.healthy, report.reason = False, f"the checkout {checkout} has local changes"
+    result = SyncResult(revision=head, previous_revision=head, branch=cfg.git.branch,
+                        action="checked", healthy=False,
+                        env_file=str(env_file) if env_file else None)
+    steps = ["read-only check: nothing fetched, written, pulled or started"]
+    if fetched is not None and fetched != head:
+        steps.append(f"last fetched {cfg.git.remote}/{cfg.git.branch} is {fetched[:12]}")
+    return _finish(result, report, images, timings, steps, started, None)
 
 
 def _install_units(ctx, directory: Path):
@@ -234,7 +277,8 @@ def _evaluate(cfg, compose, deadline: float, rep, timings: dict):
 
 
 def _finish(result: SyncResult, report, images: dict, timings: dict, steps: list,
-            started: float, state_dir: Path) -> SyncResult:
+            started: float, state_dir: Path | None) -> SyncResult:
+    """Fill in the result; record it under state_dir unless that is None (a check)."""
     timings["total"] = time.monotonic() - started
     result.healthy = report.healthy
     result.reason = report.reason
@@ -244,8 +288,13 @@ def _finish(result: SyncResult, report, images: dict, timings: dict, steps: list
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     result.steps = steps
     result.finished_at = time.time()
-    _atomic_write(state_dir / STATUS_FILE, (json.dumps(result.to_dict(), indent=2) + "\n").encode(),
-                  mode=0o644)
+    if state_dir is None:
+        return result
+    from gitopsctl.redact import redact_obj
+
+    # world-readable, unlike the env file: the container logs in it are redacted like the output
+    _atomic_write(state_dir / STATUS_FILE,
+                  (json.dumps(redact_obj(result.to_dict()), indent=2) + "\n").encode(), mode=0o644)
     return result
 
 

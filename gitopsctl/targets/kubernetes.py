@@ -8,6 +8,9 @@ wait_healthy()  follows the Deployment rollout and watches the new ReplicaSet's 
                 health check or the progress deadline runs out; then the health URL must
                 answer 2xx several times in a row.
 check_health()  one look, no waiting.
+observe()       verify's read-only wait: the same looks, repeated until healthy at the
+                revision git says is live (or the deadline); it never writes to the API,
+                not even the reconcile-request annotation.
 """
 
 from __future__ import annotations
@@ -222,6 +225,76 @@ class KubeTarget:
         report.reason = "" if report.healthy else f"{self.name} {failed.message}" if failed else ""
         report.elapsed = time.monotonic() - started
         return report
+
+    def observe(self, deadline: float,
+                mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
+        """Watch (reads only) until healthy_samples healthy looks in a row, a fatal look or the deadline.
+
+        `mismatch(sha)` says why a revision Flux reports is not what git says is live (None
+        when it is). Fatal, so not waited out: a suspended object, a failed rollout, a
+        failing pod; Flux catching up with the branch, a rollout in progress or a failing
+        health URL are waited for.
+        """
+        started = time.monotonic()
+        in_row = 0
+        while True:
+            report, fatal = self._observe_once(deadline, mismatch)
+            in_row = in_row + 1 if report.healthy else 0
+            if report.healthy and in_row >= self.healthy_samples:
+                report.details["samples"] = in_row
+                break
+            if fatal or time.monotonic() + SAMPLE_INTERVAL > deadline:
+                if report.healthy:  # healthy, but not for long enough to count
+                    report.healthy = False
+                    report.reason = (f"{self.name} healthy in only {in_row}/{self.healthy_samples} "
+                                     "looks before the deadline")
+                break
+            time.sleep(SAMPLE_INTERVAL)
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _observe_once(self, deadline: float,
+                      mismatch: Callable[[str], str | None] | None) -> tuple[HealthReport, bool]:
+        checks: list[Check] = []
+        fatal = False
+        report = HealthReport(target=self.name, healthy=False)
+        look_deadline = min(deadline, time.monotonic() + 20)
+        try:
+            for kind, group, version, plural, ref in (
+                    ("GitRepository", flux.SOURCE_GROUP, flux.SOURCE_VERSION, flux.GIT_REPOSITORIES,
+                     self.settings.git_repository),
+                    ("Kustomization", flux.KUSTOMIZE_GROUP, flux.KUSTOMIZE_VERSION, flux.KUSTOMIZATIONS,
+                     self.settings.kustomization)):
+                obj = self.kube.get_custom(group, version, plural, ref.namespace, ref.name,
+                                           deadline=look_deadline)
+                check, revision = _flux_look(kind, ref, obj, mismatch)
+                checks.append(check)
+                fatal = fatal or flux.suspended(obj)
+                if kind == "Kustomization":
+                    report.revision = revision or None
+            deployment = self.kube.get_deployment(self.settings.deployment.namespace,
+                                                  self.settings.deployment.name, deadline=look_deadline)
+            rollout = rollout_status(deployment)
+            fatal = fatal or rollout.failed
+            checks.append(Check("rollout", rollout.complete, rollout.message))
+            pods = self._current_pods(deployment, look_deadline)
+            problems = [p for p in (pod_problem(pod) for pod in pods) if p]
+            evidence = [pod_summary(p) for p in pods]
+            if problems:
+                fatal = True
+                evidence += self.logs(self.settings.deployment.namespace, problems[0], look_deadline)
+            checks.append(Check("pods", not problems,
+                                problems[0].summary() if problems else f"{len(pods)} pods without problems",
+                                evidence))
+        except KubeApiError as exc:
+            checks.append(Check("kubernetes-api", False, exc.message))
+        result = probe_http(self.settings.health_url, timeout=self.http_timeout)
+        checks.append(Check("http", result.ok, f"{self.settings.health_url}: {result.message}"))
+        report.checks = checks
+        report.healthy = all(c.ok for c in checks)
+        failed = report.failed_check
+        report.reason = "" if report.healthy else f"{self.name} {failed.message}" if failed else ""
+        return report, fatal
 
     def _current_pods(self, deployment: Mapping[str, Any], deadline: float) -> list[dict]:
         selector = _selector(deployment)
@@ -486,6 +559,33 @@ class _Waiter:
         msg = f"{t.settings.health_url} not healthy after {waited:.0f}s: {last_http.message}"
         return self.report(False, f"{t.name} health check timed out ({last_http.message})",
                            [Check("http", False, msg, self._pod_evidence())])
+
+
+def _flux_look(kind: str, ref: ObjectRef, obj: Mapping[str, Any],
+               mismatch: Callable[[str], str | None] | None) -> tuple[Check, str]:
+    """One Flux object judged without a reconcile request: Ready, not suspended, and at
+    (the equivalent of) the revision git says is live. Returns the check and its sha."""
+    label = f"{kind} {ref.namespace}/{ref.name}"
+    st = flux.status(obj)
+    shown = (st.get("artifact") or {}).get("revision", "") if kind == "GitRepository" \
+        else st.get("lastAppliedRevision", "")
+    parsed = flux.parse_revision(shown)
+    sha = parsed.hex.lower() if parsed is not None and parsed.algorithm == "sha1" else ""
+    ready = flux.condition(obj)
+    problem = None
+    if flux.suspended(obj):
+        problem = "suspended"
+    elif ready is None or not ready.true:
+        problem = f"{ready.reason}: {ready.message}" if ready else "no Ready condition"
+    elif not sha:
+        problem = f"reports no git revision ({shown or 'none'})"
+    elif mismatch is not None:
+        problem = mismatch(sha)
+    evidence = [f"revision {shown}"] if shown else []
+    name = "flux-source" if kind == "GitRepository" else "flux"
+    if problem:
+        return Check(name, False, f"{label}: {problem}", evidence), sha
+    return Check(name, True, f"{label}: Ready at {shown}", evidence), sha
 
 
 def _selector(deployment: Mapping[str, Any]) -> str:

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from gitopsctl.errors import ConfigError, ExternalError, InputError
 from gitopsctl.health import Check, HealthReport, probe_http
@@ -42,13 +42,31 @@ def validate_revision(revision: str) -> str:
 def sync_command(remote_command: str, checkout: str, revision: str, wait_timeout: float) -> str:
     """The remote command line, built from validated pieces and quoted for the remote shell."""
     validate_revision(revision)
+    _check_remote_pieces(remote_command, checkout)
+    return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync",
+                       "--revision", revision, "--wait-timeout", remote_wait_timeout(wait_timeout)])
+
+
+def check_command(remote_command: str, checkout: str, wait_timeout: float) -> str:
+    """The read-only remote command verify runs: `sync --check` changes nothing on the VM."""
+    _check_remote_pieces(remote_command, checkout)
+    return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync", "--check",
+                       "--wait-timeout", remote_wait_timeout(wait_timeout)])
+
+
+def remote_wait_timeout(seconds: float) -> str:
+    """Whole seconds inside the range the remote's --wait-timeout accepts (timeouts.failure)."""
+    from gitopsctl.config import field_metadata
+
+    md = field_metadata("timeouts.failure")
+    return str(int(min(md["maximum"], max(md["minimum"], round(seconds)))))
+
+
+def _check_remote_pieces(remote_command: str, checkout: str) -> None:
     if not re.match(r"^[\w./-]+$", remote_command):
         raise ConfigError(f"targets.vm.remote_command: not a plain path: {remote_command!r}")
     if not checkout.startswith("/") or "\x00" in checkout or "\n" in checkout:
         raise ConfigError(f"targets.vm.checkout: not an absolute path: {checkout!r}")
-    seconds = max(1, int(round(wait_timeout)))
-    return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync",
-                       "--revision", revision, "--wait-timeout", str(seconds)])
 
 
 def fingerprint(key: Any) -> str:
@@ -122,17 +140,51 @@ class VMTarget:
 
     # ------------------------------------------------------------- SSH
 
+    def observe(self, deadline: float,
+                mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
+        """verify's look: read-only `sync --check` over SSH, then the health URL from CI.
+
+        `mismatch(revision)` says why the checkout's revision is not what git says is
+        live (None when it is); the VM is only healthy when it runs that revision.
+        """
+        started = time.monotonic()
+        wait_timeout = self.wait_timeout or max(1.0, deadline - started - 5)
+        command = check_command(self.vm.remote_command, self.vm.checkout, wait_timeout)
+        run = self._run_remote(command, "gitopsctl sync --check (read-only)", deadline)
+        report = self._report_from_run(run, None)
+        live = report.revision
+        problem = mismatch(str(live)) if mismatch is not None and live else None
+        if problem:
+            report.checks.append(Check("revision", False, problem))
+            if report.healthy:
+                report.healthy, report.reason = False, problem
+        elif live and run.error is None:
+            report.checks.append(Check("revision", True, f"checkout at {str(live)[:12]}, "
+                                                         "what git says is live"))
+        if report.healthy:
+            http = self._http_from_ci(deadline)
+            report.checks.append(http)
+            if not http.ok:
+                report.healthy = False
+                report.reason = f"backend health URL failed from CI: {http.message}"
+        report.elapsed = time.monotonic() - started
+        return report
+
     def run_sync(self, revision: str, deadline: float) -> RemoteRun:
         """Never raises for VM trouble: failures come back in RemoteRun.error."""
-        start = time.monotonic()
-        remaining = deadline - start
+        remaining = deadline - time.monotonic()
         wait_timeout = self.wait_timeout or max(1.0, remaining - 5)
         command = sync_command(self.vm.remote_command, self.vm.checkout, revision, wait_timeout)
+        return self._run_remote(command, f"gitopsctl sync --revision {revision[:12]}", deadline)
+
+    def _run_remote(self, command: str, label: str, deadline: float) -> RemoteRun:
+        start = time.monotonic()
+        remaining = deadline - start
         run = RemoteRun()
         try:
             if remaining <= 0:
-                raise ExternalError("no time left to sync the VM (deadline already passed)")
-            self._say("action", f"ssh {self.vm.user}@{self._where}: gitopsctl sync --revision {revision[:12]}")
+                raise ExternalError("no time left to reach the VM (deadline already passed)")
+            self._say("action", f"ssh {self.vm.user}@{self._where}: {label}")
             with self.connection() as conn:
                 result = self._run(conn, command, deadline)
             run.exit_code = result.exited
@@ -263,7 +315,7 @@ class VMTarget:
 
     # ------------------------------------------------------------- judging
 
-    def _report_from_run(self, run: RemoteRun, revision: str) -> HealthReport:
+    def _report_from_run(self, run: RemoteRun, revision: str | None) -> HealthReport:
         if run.error is not None:
             err = run.error
             return HealthReport(target=self.name, healthy=False, reason=err.message, revision=revision,
@@ -282,7 +334,7 @@ class VMTarget:
                   for c in (doc.get("health") or {}).get("checks", [])]
         healthy = bool(doc.get("healthy")) and run.exit_code == 0
         live = doc.get("revision")
-        if healthy and live and not str(live).startswith(revision):
+        if revision and healthy and live and not str(live).startswith(revision):
             healthy = False
             checks.append(Check("revision", False, f"VM is at {live}, expected {revision}"))
         reason = "" if healthy else (doc.get("reason") or (doc.get("health") or {}).get("reason")

@@ -29,7 +29,7 @@ def ctx_for(work) -> Context:
 
 def test_commit_message_trailers_and_push(homelab):
     source = app_commit(homelab, "v1")
-    result = bump(ctx_for(homelab.work), services=["all"], source=source)
+    result = bump(ctx_for(homelab.work), services=["all"], source=source, allow_unbuilt=True)
     assert result.pushed and result.committed
     assert any("no build record" in n for n in result.notes)  # fallback to <repo>:<sha7>
     log = subjects(homelab)
@@ -69,9 +69,9 @@ def test_build_record_image_with_digest_is_used_when_present(homelab):
 
 def test_no_change_means_no_commit(homelab):
     source = app_commit(homelab, "v1")
-    bump(ctx_for(homelab.work), services=["frontend"], source=source)
+    bump(ctx_for(homelab.work), services=["frontend"], source=source, allow_unbuilt=True)
     before = homelab.remote_head()
-    again = bump(ctx_for(homelab.work), services=["frontend"], source=source)
+    again = bump(ctx_for(homelab.work), services=["frontend"], source=source, allow_unbuilt=True)
     assert not again.changes and not again.committed and not again.pushed
     assert homelab.remote_head() == before
 
@@ -79,10 +79,10 @@ def test_no_change_means_no_commit(homelab):
 def test_stale_pipeline_is_superseded_exit_4_and_changes_nothing(homelab):
     old = app_commit(homelab, "v1")
     new = app_commit(homelab, "v2")
-    bump(ctx_for(homelab.work), services=["frontend"], source=new)
+    bump(ctx_for(homelab.work), services=["frontend"], source=new, allow_unbuilt=True)
     before_remote, before_files = homelab.remote_head(), (homelab.work / FRONTEND_FILE).read_bytes()
     with pytest.raises(Superseded) as info:
-        bump(ctx_for(homelab.work), services=["frontend"], source=old)
+        bump(ctx_for(homelab.work), services=["frontend"], source=old, allow_unbuilt=True)
     assert info.value.exit_code == 4 and new[:7] in info.value.message
     assert homelab.remote_head() == before_remote
     assert (homelab.work / FRONTEND_FILE).read_bytes() == before_files
@@ -90,7 +90,7 @@ def test_stale_pipeline_is_superseded_exit_4_and_changes_nothing(homelab):
     # through the CLI: exit code 4
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITOPSCTL_")}
     proc = subprocess.run([sys.executable, "-m", "gitopsctl", "bump", "--service", "frontend",
-                           "--source", old], cwd=homelab.work, env=env, capture_output=True,
+                           "--source", old, "--allow-unbuilt"], cwd=homelab.work, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 4, proc.stderr
     assert "superseded" in proc.stderr.lower() or "older" in proc.stderr
@@ -106,7 +106,7 @@ def test_rejected_push_fetches_rebases_and_retries_without_force(homelab, tmp_pa
     git(other, "push", "-q", "origin", "HEAD:refs/heads/main")
     theirs = git(other, "rev-parse", "HEAD")
 
-    result = bump(ctx_for(homelab.work), services=["all"], source=source)
+    result = bump(ctx_for(homelab.work), services=["all"], source=source, allow_unbuilt=True)
     assert result.pushed and result.push_attempts == 2
     # their commit is still there, below ours: nothing was overwritten
     assert git(homelab.bare, "merge-base", "--is-ancestor", theirs, "main", check=False) == ""
@@ -120,10 +120,10 @@ def test_conflicting_newer_deploy_makes_the_older_pipeline_superseded(homelab, t
     new = app_commit(homelab, "v2")
     git(homelab.work, "reset", "-q", "--hard", old)  # this runner checked out the old commit
     other = homelab.clone(tmp_path / "other")
-    bump(ctx_for(other), services=["frontend"], source=new)   # the newer pipeline wins the race
+    bump(ctx_for(other), services=["frontend"], source=new, allow_unbuilt=True)   # the newer pipeline wins the race
     winner = homelab.remote_head()
     with pytest.raises(Superseded):
-        bump(ctx_for(homelab.work), services=["frontend"], source=old)
+        bump(ctx_for(homelab.work), services=["frontend"], source=old, allow_unbuilt=True)
     assert homelab.remote_head() == winner
     assert git(homelab.work, "status", "--porcelain") == ""
 
@@ -132,8 +132,8 @@ def test_conflicting_older_deploy_is_redone_on_the_new_tip(homelab, tmp_path):
     old = app_commit(homelab, "v1")
     new = app_commit(homelab, "v2")
     other = homelab.clone(tmp_path / "other")
-    bump(ctx_for(other), services=["frontend"], source=old)   # the older pipeline pushed first
-    result = bump(ctx_for(homelab.work), services=["frontend"], source=new)
+    bump(ctx_for(other), services=["frontend"], source=old, allow_unbuilt=True)   # the older pipeline pushed first
+    result = bump(ctx_for(homelab.work), services=["frontend"], source=new, allow_unbuilt=True)
     assert result.pushed
     deploy = read_state(homelab.bare, "HEAD").live("frontend")
     assert deploy.source == new
@@ -150,7 +150,7 @@ def test_concurrent_pushers_all_land_linearly(homelab, tmp_path):
 
     def run(work, service):
         try:
-            bump(ctx_for(work), services=[service], source=source)
+            bump(ctx_for(work), services=[service], source=source, allow_unbuilt=True)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -171,7 +171,7 @@ def test_concurrent_pushers_all_land_linearly(homelab, tmp_path):
 def test_no_push_commits_locally_only(homelab):
     source = app_commit(homelab, "v1")
     before = homelab.remote_head()
-    result = bump(ctx_for(homelab.work), services=["frontend"], source=source, push=False)
+    result = bump(ctx_for(homelab.work), services=["frontend"], source=source, allow_unbuilt=True, push=False)
     assert result.committed and not result.pushed
     assert homelab.remote_head() == before and homelab.head() != before
 
@@ -190,11 +190,11 @@ def test_old_checkout_sees_a_newer_deploy_on_the_remote(homelab, tmp_path):
     old = app_commit(homelab, "v1")
     new = app_commit(homelab, "v2")
     other = homelab.clone(tmp_path / "other")
-    bump(ctx_for(other), services=["frontend"], source=new)
+    bump(ctx_for(other), services=["frontend"], source=new, allow_unbuilt=True)
     ci = homelab.clone(tmp_path / "ci")
     git(ci, "checkout", "-q", "--detach", old)
     with pytest.raises(Superseded):
-        bump(ctx_for(ci), services=["frontend"], source=old)
+        bump(ctx_for(ci), services=["frontend"], source=old, allow_unbuilt=True)
     assert git(ci, "rev-parse", "HEAD") == old and git(ci, "status", "--porcelain") == ""
 
 
@@ -204,7 +204,7 @@ def test_uncommitted_edits_in_a_target_file_are_never_swept_into_a_deploy(homela
     edited = deployment.read_text().replace("replicas: 2", "replicas: 3")
     deployment.write_text(edited)
     with pytest.raises(UsageError) as info:
-        bump(ctx_for(homelab.work), services=["frontend"], source=source)
+        bump(ctx_for(homelab.work), services=["frontend"], source=source, allow_unbuilt=True)
     assert FRONTEND_FILE in info.value.message
     assert deployment.read_text() == edited
     assert homelab.remote_head() == homelab.head()

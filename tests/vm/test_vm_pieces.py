@@ -29,7 +29,7 @@ def test_remote_command_survives_the_remote_shell_intact(checkout, sha, wait):
     line = sync_command("/opt/gitopsctl/bin/gitopsctl", checkout, sha, wait)
     assert shlex.split(line) == ["/opt/gitopsctl/bin/gitopsctl", "--repo", checkout, "--output",
                                  "json", "sync", "--revision", sha, "--wait-timeout",
-                                 str(max(1, int(round(wait))))]
+                                 str(min(7200, max(1, int(round(wait)))))]
 
 
 @given(st.text(max_size=50).filter(lambda s: not (7 <= len(s) <= 64 and set(s) <= set("0123456789abcdef"))))
