@@ -27,28 +27,57 @@ class AutomationFile:
 
 def find(root: Path, name: str, namespace: str) -> AutomationFile | None:
     """The manifest under `root` that declares ImageUpdateAutomation namespace/name."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe")
     for path in sorted(root.rglob("*.y*ml")):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if KIND not in text:
-            continue
-        try:
-            docs = list(yaml.load_all(text))
-        except Exception:
-            continue  # `check` reports unparsable files; here they simply are not ours
-        for doc in docs:
-            if not isinstance(doc, dict) or doc.get("kind") != KIND:
-                continue
-            meta = doc.get("metadata") or {}
-            if meta.get("name") == name and (meta.get("namespace") or "flux-system") == namespace:
-                spec = doc.get("spec") or {}
-                return AutomationFile(path, name, namespace, bool(spec.get("suspend")))
+        found = find_in_text(path, text, name, namespace)
+        if found is not None:
+            return found
     return None
+
+
+def find_in_text(path: Path, text: str, name: str, namespace: str) -> AutomationFile | None:
+    """`path`'s ImageUpdateAutomation namespace/name, read from `text`, or None."""
+    from ruamel.yaml import YAML
+
+    if KIND not in text:
+        return None
+    try:
+        docs = list(YAML(typ="safe").load_all(text))
+    except Exception:
+        return None  # `check` reports unparsable files; here they simply are not ours
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != KIND:
+            continue
+        meta = doc.get("metadata") or {}
+        if meta.get("name") == name and (meta.get("namespace") or "flux-system") == namespace:
+            spec = doc.get("spec") or {}
+            return AutomationFile(path, name, namespace, bool(spec.get("suspend")))
+    return None
+
+
+def find_at(repo_path: Path, rev: str, name: str, namespace: str):
+    """(AutomationFile, git mode, text) of the automation in the tree of `rev`, or None."""
+    from gitopsctl import repo as gitrepo
+
+    for path in gitrepo.grep_files(repo_path, rev, KIND, ("*.yaml", "*.yml")):
+        entries = [e for e in gitrepo.tree_files(repo_path, rev, [path]) if not e.is_link]
+        if not entries:
+            continue
+        text = gitrepo.read_blobs(repo_path, [entries[0].blob])[entries[0].blob].decode("utf-8", "replace")
+        found = find_in_text(Path(path), text, name, namespace)
+        if found is not None:
+            return found, entries[0].mode, text
+    return None
+
+
+def suspended_text(text: str, found: AutomationFile, suspended: bool) -> str:
+    """`text` with spec.suspend set; the same text when it already had that value."""
+    if found.suspended == suspended:
+        return text
+    return _edit(text, found, suspended, "\r\n" if "\r\n" in text else "\n")
 
 
 def set_suspended(found: AutomationFile, suspended: bool) -> bool:

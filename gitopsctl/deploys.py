@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gitopsctl import repo as gitrepo
 from gitopsctl.errors import ExternalError, InputError, Superseded
-from gitopsctl.repo import DeployRecord
+from gitopsctl.repo import DeployRecord, MissingHistory
 
 
 @dataclass
@@ -21,6 +21,8 @@ class DeployState:
     tip: str
     records: list[DeployRecord]
     reverted: set[str] = field(default_factory=set)
+    # False in a shallow clone: what is not found may be in history that is not here.
+    complete: bool = True
 
     def __post_init__(self) -> None:
         for record in self.records:
@@ -40,8 +42,11 @@ class DeployState:
 
     def live(self, service: str) -> DeployRecord | None:
         """The newest deploy of `service` that no rollback reverted: what runs, per git."""
-        return next((r for r in self.deploys
-                     if r.service == service and not self.is_reverted(r.commit)), None)
+        found = next((r for r in self.deploys
+                      if r.service == service and not self.is_reverted(r.commit)), None)
+        if found is None and not self.complete:
+            raise MissingHistory(f"which {service} deploy is live")
+        return found
 
     def live_of_source(self, source: str) -> list[DeployRecord]:
         """Not-yet-reverted deploy commits of one source, newest first."""
@@ -53,7 +58,21 @@ class DeployState:
 
     def latest_live_source(self) -> str | None:
         newest = next((r for r in self.deploys if not self.is_reverted(r.commit)), None)
+        if newest is None and not self.complete:
+            raise MissingHistory("which deploy is the latest")
         return newest.source if newest else None
+
+    def newest_record(self) -> DeployRecord | None:
+        """The latest deploy or rollback on the branch."""
+        return self.records[0] if self.records else None
+
+    def previous_live(self, service: str, gone: set[str]) -> DeployRecord | None:
+        """The deploy of `service` that is live once the commits in `gone` are reverted."""
+        found = next((r for r in self.deploys if r.service == service and r.commit not in gone
+                      and not self.is_reverted(r.commit)), None)
+        if found is None and not self.complete:
+            raise MissingHistory(f"which {service} deploy goes live after the rollback")
+        return found
 
     def newer_than(self, commit: str) -> list[DeployRecord]:
         """Live deploys recorded after `commit` on this branch."""
@@ -75,7 +94,8 @@ def _same(a: str | None, b: str | None) -> bool:
 
 def read_state(repo_path: Path, rev: str) -> DeployState:
     tip = gitrepo.resolve_commit(repo_path, rev)
-    return DeployState(tip=tip, records=gitrepo.deploy_log(repo_path, tip))
+    return DeployState(tip=tip, records=gitrepo.deploy_log(repo_path, tip),
+                       complete=not gitrepo.is_shallow(repo_path))
 
 
 def ensure_not_superseded(repo_path: Path, state: DeployState, source: str,
@@ -94,6 +114,9 @@ def ensure_not_superseded(repo_path: Path, state: DeployState, source: str,
         try:
             ours_is_older = gitrepo.is_ancestor(repo_path, source, live.source)
         except InputError as exc:
+            if not state.complete:
+                raise MissingHistory(f"whether {source[:7]} is older than the live {service} "
+                                     f"source {live.source[:7]}") from None
             raise ExternalError(f"cannot tell whether {source[:7]} is older than the live "
                                 f"{service} source {live.source[:7]}: {exc.message}",
                                 hint="the checkout needs full history (fetch-depth: 0)") from None

@@ -197,7 +197,15 @@ def changed_paths(repo_path: Path | str, paths: Iterable[str]) -> list[str]:
 # ---------------------------------------------------------------- writing
 
 def format_message(subject: str, trailers: Sequence[tuple[str, str]], body: str = "") -> str:
-    """Subject, optional body, then one `Key: value` trailer per line."""
+    """Subject, optional body, then one `Key: value` trailer per line.
+
+    Every part is redacted: a commit is pushed and kept forever, so no secret that
+    reached evidence or a reason may be written into one.
+    """
+    from gitopsctl.redact import redact
+
+    subject, body = redact(subject), redact(body)
+    trailers = [(key, redact(value)) for key, value in trailers]
     parts = [subject.strip()]
     if body.strip():
         parts.append(body.strip())
@@ -420,3 +428,254 @@ def deploy_log(repo_path: Path | str, rev: str = "HEAD", *,
             if limit is not None and len(records) >= limit:
                 break
     return records
+
+
+# ---------------------------------------------------------------- commits off the working tree
+#
+# stage and rollback never touch the user's working tree or index: they read files from
+# the remote tip's tree, build the new commit in a private index (GIT_INDEX_FILE) and push
+# the commit object itself. A dirty checkout, staged work or a kill between "write" and
+# "commit" therefore cannot leak into, or be mistaken for, a deploy.
+
+LOCAL_TIMEOUT = 60.0
+SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    path: str   # repo-relative, "/"-separated, as git prints it
+    mode: str   # 100644, 100755, 120000 (link), 160000 (submodule)
+    blob: str
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == SYMLINK_MODE
+
+
+class MissingHistory(InputError):
+    """The clone lacks commits an answer depends on (a shallow CI checkout)."""
+
+    kind = "missing-history"
+
+    def __init__(self, what: str):
+        super().__init__(f"{what}: this clone is shallow and the history that answers it "
+                         "is not here",
+                         hint="gitopsctl reads deploys and rollbacks from git log: fetch the full "
+                              "history (`git fetch --unshallow`, or `fetch-depth: 0` in the "
+                              "checkout step) and run again")
+
+
+def _plumb(repo_path: Path | str, args: Sequence[str], *, data: bytes | None = None,
+           env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT,
+           ok_codes: tuple[int, ...] = (0,)) -> "subprocess.CompletedProcess[bytes]":
+    import subprocess
+
+    command = ["git", *args]
+    try:
+        proc = subprocess.run(command, cwd=str(repo_path), input=data, capture_output=True,
+                              env={**os.environ, **_git_env(), **(env or {})}, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise _too_slow(args[0], timeout) from None
+    if proc.returncode not in ok_codes:
+        text = proc.stderr.decode("utf-8", "replace").strip()
+        raise ExternalError(f"git {args[0]} failed: {text or f'exit {proc.returncode}'}",
+                            details={"command": command[:4]})
+    return proc
+
+
+def is_shallow(repo_path: Path | str) -> bool:
+    out = _plumb(repo_path, ["rev-parse", "--is-shallow-repository"]).stdout
+    return out.strip() == b"true"
+
+
+def tree_files(repo_path: Path | str, rev: str, paths: Sequence[str]) -> list[TreeFile]:
+    """Files at or under `paths` (repo-relative) in the tree of `rev`, without following links."""
+    if not paths:
+        return []
+    out = _plumb(repo_path, ["ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths]).stdout
+    files = []
+    for entry in out.decode("utf-8", "surrogateescape").split("\0"):
+        if not entry:
+            continue
+        meta, path = entry.split("\t", 1)
+        mode, kind, blob = meta.split()
+        if kind == "blob":
+            files.append(TreeFile(path, mode, blob))
+    return files
+
+
+def read_blobs(repo_path: Path | str, blobs: Iterable[str]) -> dict[str, bytes]:
+    """Contents of blobs by id, in one `git cat-file --batch`."""
+    wanted = list(dict.fromkeys(blobs))
+    if not wanted:
+        return {}
+    out = _plumb(repo_path, ["cat-file", "--batch"], data="".join(b + "\n" for b in wanted).encode()).stdout
+    result: dict[str, bytes] = {}
+    pos = 0
+    for blob in wanted:
+        header_end = out.index(b"\n", pos)
+        header = out[pos:header_end].decode()
+        parts = header.split()
+        if len(parts) < 3:
+            raise ExternalError(f"git cat-file: object {blob} is missing")
+        size = int(parts[2])
+        start = header_end + 1
+        result[blob] = out[start:start + size]
+        pos = start + size + 1
+    return result
+
+
+def read_file_at(repo_path: Path | str, rev: str, path: str) -> bytes | None:
+    """One file's content at `rev`, or None where it does not exist there."""
+    proc = _plumb(repo_path, ["cat-file", "blob", f"{rev}:{path}"], ok_codes=(0, 128))
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _with_private_index(repo_path: Path | str, parent: str, work: Callable[[dict], None],
+                        message: str, author: Author) -> str:
+    """Load `parent`'s tree into a throwaway index, let `work(env)` change it, commit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gitopsctl-index-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        _plumb(repo_path, ["read-tree", parent], env=env)
+        work(env)
+        from gitopsctl import failpoints
+
+        failpoints.reached("index-written")
+        tree = _plumb(repo_path, ["write-tree"], env=env).stdout.decode().strip()
+        if tree == _plumb(repo_path, ["rev-parse", f"{parent}^{{tree}}"]).stdout.decode().strip():
+            raise InputError("nothing to commit: the change is already in git")
+        commit = _plumb(repo_path, ["commit-tree", tree, "-p", parent, "-F", "-"],
+                        data=message.encode(), env=_git_env(author)).stdout
+        return commit.decode().strip()
+
+
+def _stage_files(repo_path: Path | str, files: Mapping[str, tuple[str, bytes]], env: dict) -> None:
+    for path, (mode, content) in files.items():
+        if mode in (SYMLINK_MODE, SUBMODULE_MODE):
+            raise InputError(f"{path}: refusing to replace a link or submodule with file content")
+        blob = _plumb(repo_path, ["hash-object", "-w", "--stdin"], data=content).stdout.decode().strip()
+        _plumb(repo_path, ["update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}"], env=env)
+
+
+def commit_files(repo_path: Path | str, parent: str, files: Mapping[str, tuple[str, bytes]],
+                 message: str, author: Author) -> str:
+    """A commit on `parent` whose tree differs only in `files` {path: (mode, content)}."""
+    return _with_private_index(repo_path, parent, lambda env: _stage_files(repo_path, files, env),
+                               message, author)
+
+
+class RevertConflict(ExternalError):
+    exit_code = 3
+    kind = "revert-conflict"
+
+
+def revert_onto(repo_path: Path | str, parent: str, commits: Sequence[str], message: str,
+                author: Author, extra: Mapping[str, tuple[str, bytes]] | None = None) -> str:
+    """One commit on `parent` undoing `commits` (newest first), plus the `extra` file edits."""
+    ordered = _newest_first(repo_path, [resolve_commit(repo_path, c) for c in commits])
+
+    def undo(env: dict) -> None:
+        for commit in ordered:
+            parents = _plumb(repo_path, ["rev-list", "--parents", "-n", "1", commit]).stdout.split()
+            if len(parents) < 2:
+                if is_shallow(repo_path):
+                    raise MissingHistory(f"the parent of deploy commit {commit[:7]} is missing")
+                raise RevertConflict(f"{commit[:7]} has no parent to revert to")
+            diff = _plumb(repo_path, ["diff", "--binary", "--full-index", "--no-renames",
+                                      f"{commit}^", commit]).stdout
+            applied = _plumb(repo_path, ["apply", "--cached", "--3way", "-R"], data=diff, env=env,
+                             ok_codes=(0, 1))
+            if applied.returncode != 0:
+                why = applied.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise RevertConflict(
+                    f"cannot revert {commit[:7]}: a later commit changed the same lines "
+                    f"({why[0] if why else 'conflict'})",
+                    hint="nothing was pushed; look at `git log -p` of those files, revert by "
+                         "hand (git revert), push, then run `gitopsctl verify`")
+        if extra:
+            _stage_files(repo_path, extra, env)
+
+    return _with_private_index(repo_path, parent, undo, message, author)
+
+
+class PushRejected(ExternalError):
+    """The remote refused the push for a reason other than the branch having moved."""
+
+    kind = "push-rejected"
+
+
+def push_commit(repo_path: Path | str, remote: str, branch: str, commit: str, *,
+                timeout: float = NETWORK_TIMEOUT) -> bool:
+    """Push `commit` as the new tip of `branch`. Never forces.
+
+    True when accepted; False when refused because the branch moved (build the commit
+    again on the new tip); PushRejected for any other refusal (a hook, permissions).
+    """
+    proc = _plumb(repo_path, ["push", "--porcelain", remote, f"{commit}:refs/heads/{branch}"],
+                  timeout=timeout, ok_codes=(0, 1, 128))
+    if proc.returncode == 0:
+        _plumb(repo_path, ["update-ref", f"refs/remotes/{remote}/{branch}", commit])
+        return True
+    text = (proc.stderr + b"\n" + proc.stdout).decode("utf-8", "replace")
+    if any(phrase in text for phrase in _RETRYABLE_PUSH):
+        return False
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith(("To ", "Done"))]
+    raise PushRejected(f"git push to {remote}/{branch} was refused: "
+                       + "; ".join(lines[-4:] or ["no reason given"]),
+                       hint="the remote refused the commit (a hook, branch protection or "
+                            "credentials); nothing was forced")
+
+
+def push_built(repo_path: Path | str, remote: str, branch: str,
+               build: Callable[[str], str | None], *, retries: int,
+               progress: Callable[[str], None] | None = None, label: str = "commit",
+               timeout: float = NETWORK_TIMEOUT) -> tuple[str | None, int]:
+    """Fetch the tip, `build(tip)` a commit on it, push; on a moved branch fetch and build again.
+
+    `build` returns None when nothing is left to do on that tip. Returns (pushed commit
+    or None, attempts). `label` names the push for failpoints (`before-push:LABEL`).
+    """
+    for attempt in range(1, retries + 2):
+        tip = fetch(repo_path, remote, branch, timeout=timeout)
+        commit = build(tip)
+        if commit is None:
+            return None, attempt
+        from gitopsctl import failpoints
+
+        failpoints.reached(f"before-push:{label}")
+        if push_commit(repo_path, remote, branch, commit, timeout=timeout):
+            return commit, attempt
+        if progress:
+            progress(f"push rejected ({remote}/{branch} moved); building again on the new tip "
+                     f"(attempt {attempt}/{retries})")
+        time.sleep(0.2 * attempt * (0.5 + random.random()))
+    raise ExternalError(f"git push to {remote}/{branch} was rejected {retries + 1} times",
+                        hint="the branch is moving fast; run again, or raise git.push_retries")
+
+
+def follow_remote(repo_path: Path | str, remote: str, branch: str) -> bool:
+    """Fast-forward a clean checkout of `branch` to the remote tip; anything else is left alone."""
+    head_ref = _plumb(repo_path, ["symbolic-ref", "-q", "HEAD"], ok_codes=(0, 1)).stdout.strip()
+    if head_ref != f"refs/heads/{branch}".encode():
+        return False
+    dirty = _plumb(repo_path, ["status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    if dirty:
+        return False
+    tracking = f"refs/remotes/{remote}/{branch}"
+    if not is_ancestor(repo_path, "HEAD", tracking):
+        return False
+    _plumb(repo_path, ["merge", "--quiet", "--ff-only", tracking])
+    return True
+
+
+def grep_files(repo_path: Path | str, rev: str, needle: str, globs: Sequence[str]) -> list[str]:
+    """Paths of files in the tree of `rev` containing `needle` (a fixed string)."""
+    proc = _plumb(repo_path, ["grep", "-l", "-z", "--fixed-strings", "-e", needle, rev, "--",
+                              *globs], ok_codes=(0, 1))
+    prefix = f"{rev}:"
+    return [p[len(prefix):] if p.startswith(prefix) else p
+            for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]

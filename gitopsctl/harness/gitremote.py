@@ -24,8 +24,10 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           check=False, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, ["git", *args], proc.stdout,
-                                            proc.stderr)
+        error = subprocess.CalledProcessError(proc.returncode, ["git", *args], proc.stdout,
+                                              proc.stderr)
+        error.add_note(f"git {args[0]} said: {proc.stderr.strip()}")
+        raise error
     return proc.stdout.strip()
 
 

@@ -52,6 +52,12 @@ class Stage:
         self.out.seek(0)
         return self.out.read()[-4000:]
 
+    def document(self) -> dict:
+        """The JSON document stage printed (stdout and stderr share the log file)."""
+        self.out.seek(0)
+        full = self.out.read()
+        return json.loads(full[full.index("\n{\n") + 1:] if not full.startswith("{") else full)
+
 
 def stage(lab, sha: str, *extra: str):
     result = lab.gitopsctl("-o", "json", "stage", "--source", sha, *extra)
@@ -150,7 +156,7 @@ def test_racing_pipelines_the_older_never_overwrites_the_newer(shared_lab):
     code, doc, err = stage(lab, newer)
     assert code == 0, err
     assert slow.wait() == 4, slow.text()
-    assert json.loads(slow.text()[slow.text().index("{"):])["outcome"] == "superseded"
+    assert slow.document()["outcome"] == "superseded"
     assert not on_remote(lab, older, "deploy", "backend")
     assert not on_remote(lab, older, "rollback")
     assert lab.served_version("frontend") == newer and lab.served_version("backend") == newer

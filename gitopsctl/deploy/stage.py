@@ -1,0 +1,385 @@
+"""Stage: services in order, each live and healthy before the next; on failure roll back all.
+
+1. Plan every edit of every service from the remote tip (deploy/plan.py). A plan that
+   cannot be made stops here: exit 2, nothing pushed, nothing live changed.
+2. Per service: a deploy commit built off the working tree and pushed, then apply and
+   wait healthy; the stage delay and one more look between services.
+3. Once anything of this source is on the remote, every later failure (a push refused,
+   a broken file, a target, health, a bug) ends in the rollback of all of it.
+
+Resumable: decisions come from git (deploy and rollback commits on the remote branch)
+and from the targets, so running the same command again after a kill finishes the
+deploy or the rollback without writing a second commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitopsctl import failpoints
+from gitopsctl import repo as gitrepo
+from gitopsctl.deploy.converge import apply_and_wait, check_once, target_of
+from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
+from gitopsctl.deploy.rollback import Failure, perform
+from gitopsctl.deploys import ensure_not_superseded, read_state
+from gitopsctl.deploys_git import remote_ref
+from gitopsctl.errors import EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
+from gitopsctl.health import HealthReport
+
+EXIT_INTERNAL = 70
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "running"     # ok | failed | resumed | skipped | superseded
+    elapsed: float = 0.0
+    detail: str = ""
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "elapsed_seconds": round(self.elapsed, 3),
+                "detail": self.detail, **({"data": self.data} if self.data else {})}
+
+
+@dataclass
+class StageResult:
+    source: str
+    outcome: str = "deploying"   # deployed | rolled-back | rollback-failed | superseded | failed
+    steps: list[Step] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+    plan: list[ServicePlan] = field(default_factory=list)
+    rollback: Any = None
+    error: dict | None = None
+    elapsed: float = 0.0
+    exit_code: int = EXIT_OK
+    service: str = "-"           # the service being deployed when something failed
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "outcome": self.outcome,
+                "elapsed_seconds": round(self.elapsed, 3), "commits": self.commits,
+                "plan": [p.to_dict() for p in self.plan],
+                "steps": [s.to_dict() for s in self.steps],
+                "rollback": self.rollback.to_dict() if self.rollback else None,
+                "error": self.error, "exit_code": self.exit_code}
+
+    def render_text(self, console: Any) -> None:
+        console.print(f"stage {self.source[:7]}: {self.outcome} in {self.elapsed:.1f}s", markup=False)
+        for step in self.steps:
+            console.print(f"  {step.status:<8} {step.name:<28} {step.elapsed:6.1f}s  {step.detail}",
+                          markup=False)
+        if self.error:
+            console.print(f"  error: {self.error.get('message')}", markup=False)
+            if self.error.get("hint"):
+                console.print(f"  hint: {self.error['hint']}", markup=False)
+        if self.rollback is not None:
+            self.rollback.render_text(console)
+
+
+class _Timed:
+    """Times one step and records how it ended, whatever way that is."""
+
+    def __init__(self, result: StageResult, name: str):
+        self.step = Step(name)
+        result.steps.append(self.step)
+
+    def __enter__(self) -> Step:
+        self._start = time.monotonic()
+        return self.step
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.step.elapsed = time.monotonic() - self._start
+        if self.step.status != "running":
+            return
+        if isinstance(exc, Superseded):
+            self.step.status, self.step.detail = "superseded", exc.message
+        elif exc is not None:
+            self.step.status = "failed"
+            self.step.detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        else:
+            self.step.status = "ok"
+
+
+def stage(ctx, *, source: str | None = None, delay: float | None = None,
+          timeout: float | None = None, allow_unbuilt: bool = False) -> StageResult:
+    t0 = time.monotonic()
+    result = StageResult(source=source or "HEAD")
+    try:
+        return _stage(ctx, result, source, delay, timeout, allow_unbuilt, t0)
+    except Superseded as exc:
+        # A newer pipeline deployed while this one ran: it owns the deploy now.
+        return _superseded(result, exc, t0, ctx.reporter)
+    except Exception as exc:  # noqa: BLE001 - any failure after a push must still roll back
+        if not result.commits:
+            return _failed_before_push(ctx, result, exc, t0)
+        return _finish(ctx, result, t0, _failure_from(ctx, result, exc))
+
+
+def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
+           timeout: float | None, allow_unbuilt: bool, t0: float) -> StageResult:
+    config = ctx.config
+    root = ctx.repo
+    rep = ctx.reporter
+    source = result.source = gitrepo.resolve_source(root, source)
+    delay = config.stage.delay if delay is None else delay
+    timeout = config.timeouts.failure if timeout is None else timeout
+    order = list(config.stage.order)
+    _prewarm(config)
+    rep.action(f"stage {source[:7]}: {' → '.join(order)}")
+
+    with _Timed(result, "sync with remote") as step:
+        tip = gitrepo.fetch(root, config.git.remote, config.git.branch)
+        step.detail = f"{config.git.remote}/{config.git.branch} at {tip[:7]}"
+    state = read_state(root, tip)
+    # What an earlier run of this source already pushed counts as pushed by this one.
+    result.commits.extend(r.commit for r in reversed(state.live_of_source(source)))
+
+    previous = state.rollback_of(source)
+    if previous is not None:
+        # A rollback of this source is already in git: the deploy is over. Finish the
+        # rollback (a kill may have stopped it before verification) rather than redeploy.
+        rep.warning(f"{source[:7]} was already rolled back by {previous.commit[:7]}; "
+                    "finishing that rollback")
+        return _finish(ctx, result, t0, Failure(service="-", target="-",
+                                                message=previous.reason or "earlier failure"))
+    ensure_not_superseded(root, state, source, order)
+
+    with _Timed(result, "plan") as step:
+        result.plan = plan_stage(root, config, tip, source, order, environ=ctx.environ,
+                                 allow_unbuilt=allow_unbuilt)
+        step.detail = "; ".join(f"{p.service}: {len(p.changes)} edit(s) in {len(p.files)} file(s)"
+                                for p in result.plan)
+
+    for index, plan in enumerate(result.plan):
+        result.service = plan.service
+        failure = _deploy_service(ctx, result, plan, source, timeout, t0)
+        if failure is None and index < len(order) - 1 and delay > 0:
+            failure = _soak(ctx, result, plan.service, delay)
+        if failure is not None:
+            return _finish(ctx, result, t0, failure)
+    result.service = "-"
+
+    with _Timed(result, "resume image automation") as step:
+        step.detail = _resume_automation(ctx, source) or "nothing suspended"
+    result.outcome = "deployed"
+    result.exit_code = EXIT_OK
+    result.elapsed = time.monotonic() - t0
+    rep.success(f"{source[:7]} is live and healthy on {', '.join(order)} ({result.elapsed:.1f}s)")
+    return result
+
+
+def _deploy_service(ctx, result: StageResult, plan: ServicePlan, source: str, timeout: float,
+                    t0: float) -> Failure | None:
+    config = ctx.config
+    root = ctx.repo
+    rep = ctx.reporter
+    service = plan.service
+    with _Timed(result, f"bump {service}") as step:
+        outcome = {"resumed": None}
+
+        def build(tip: str) -> str | None:
+            state = read_state(root, tip)
+            existing = next((r for r in state.live_of_source(source) if r.service == service), None)
+            if existing is not None:
+                outcome["resumed"] = existing.commit
+                return None
+            # Any service counts: once a newer source is live anywhere, this one stops.
+            ensure_not_superseded(root, state, source, config.stage.order)
+            edit = plan_service(root, config, tip, service, plan.image, plan.origin)
+            if not edit.changed:
+                return None
+            return gitrepo.commit_files(root, tip, edit.encoded(),
+                                        _deploy_message(config, service, source, plan), _author(config))
+
+        pushed, attempts = gitrepo.push_built(root, config.git.remote, config.git.branch, build,
+                                              retries=config.git.push_retries, progress=rep.waiting,
+                                              label=service)
+        if pushed is not None:
+            result.commits.append(pushed)
+            step.detail = f"commit {pushed[:7]} pushed" + (f" ({attempts} attempts)" if attempts > 1 else "")
+            rep.success(f"pushed deploy({service}) {pushed[:7]}")
+        elif outcome["resumed"]:
+            step.status = "resumed"
+            step.detail = f"deploy commit {outcome['resumed'][:7]} already pushed"
+            if outcome["resumed"] not in result.commits:
+                result.commits.append(outcome["resumed"])
+        else:
+            step.detail = "no change: the image was already in git"
+    gitrepo.follow_remote(root, config.git.remote, config.git.branch)
+    revision = gitrepo.resolve_commit(root, remote_ref(config))
+    target = target_of(ctx, service)
+    with _Timed(result, f"{service} healthy") as step:
+        rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
+                    f"(deadline {timeout:.0f}s)")
+        report = apply_and_wait(target, service, revision, time.monotonic() + timeout)
+        step.data = report.to_dict()
+        if report.healthy:
+            rep.success(f"{service} healthy, {time.monotonic() - t0:.1f}s into the stage")
+            step.detail = "healthy"
+            return None
+        step.status = "failed"
+        step.detail = report.reason
+        step.elapsed = report.elapsed
+        rep.failure(f"{service}: {report.reason}")
+        return _failure(service, config, report, result)
+
+
+def _soak(ctx, result: StageResult, service: str, delay: float) -> Failure | None:
+    rep = ctx.reporter
+    with _Timed(result, "stage delay") as step:
+        end = time.monotonic() + delay
+        with rep.status(f"stage delay: {delay:.0f}s before the next service") as status:
+            while (left := end - time.monotonic()) > 0:
+                status.update(f"stage delay: {left:.0f}s left")
+                time.sleep(min(1.0, left))
+        step.detail = f"{delay:.0f}s"
+    with _Timed(result, f"{service} still healthy") as step:
+        report = check_once(ctx, service)
+        step.data = report.to_dict()
+        if report.healthy:
+            step.detail = "healthy"
+            return None
+        step.status = "failed"
+        step.detail = report.reason
+        rep.failure(f"{service} became unhealthy during the stage delay: {report.reason}")
+        failure = _failure(service, ctx.config, report, result)
+        failure.message = f"unhealthy after the stage delay: {report.reason}"
+        return failure
+
+
+def _failure(service: str, config, report: HealthReport, result: StageResult) -> Failure:
+    timings = {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
+    return Failure(service=service, target=config.service(service).target,
+                   report=report, timings=timings)
+
+
+def _failure_from(ctx, result: StageResult, exc: Exception) -> Failure:
+    """A failure that is not a health verdict: a refused push, a broken file, a bug."""
+    message = exc.message if isinstance(exc, GitopsctlError) else f"internal error: {type(exc).__name__}: {exc}"
+    ctx.reporter.failure(f"{result.service}: {message}")
+    target = "-"
+    if result.service != "-":
+        try:
+            target = ctx.config.service(result.service).target
+        except GitopsctlError:
+            pass
+    timings = {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
+    return Failure(service=result.service, target=target, message=message, timings=timings)
+
+
+def _failed_before_push(ctx, result: StageResult, exc: Exception, t0: float) -> StageResult:
+    """Nothing of this source is on the remote: report, change nothing, keep the steps."""
+    if isinstance(exc, GitopsctlError):
+        error = exc
+    else:
+        error = GitopsctlError(f"internal error: {type(exc).__name__}: {exc}",
+                               hint="this is a bug in gitopsctl; rerun with -v for the traceback")
+        error.exit_code = EXIT_INTERNAL
+        if ctx.reporter.verbose:
+            import traceback
+
+            traceback.print_exception(exc)
+    result.outcome = "failed"
+    result.error = error.to_dict()
+    result.exit_code = error.exit_code
+    result.elapsed = time.monotonic() - t0
+    ctx.reporter.failure(f"nothing was deployed: {error}")
+    return result
+
+
+def _superseded(result: StageResult, exc: Superseded, t0: float, rep) -> StageResult:
+    result.outcome = "superseded"
+    result.exit_code = exc.exit_code
+    result.steps.append(Step("superseded check", "skipped", 0.0, exc.message))
+    result.elapsed = time.monotonic() - t0
+    rep.warning(exc.message)
+    return result
+
+
+def _finish(ctx, result: StageResult, t0: float, failure: Failure) -> StageResult:
+    failpoints.reached("failure-verdict")
+    with _Timed(result, "rollback") as step:
+        try:
+            outcome = perform(ctx, source=result.source, failure=failure, started=t0)
+        except Superseded as exc:
+            step.status = "skipped"
+            return _superseded(result, exc, t0, ctx.reporter)
+        except Exception as exc:  # noqa: BLE001 - a rollback that breaks is exit 3, never a crash
+            step.status = "failed"
+            step.detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            result.error = (exc.to_dict() if isinstance(exc, GitopsctlError)
+                            else {"kind": "internal", "message": step.detail})
+            result.exit_code = EXIT_HUMAN_NEEDED
+            result.outcome = "rollback-failed"
+            result.elapsed = time.monotonic() - t0
+            ctx.reporter.failure(f"the rollback failed: {step.detail}")
+            return result
+        result.rollback = outcome
+        step.detail = (f"revert {outcome.commit[:7]}" if outcome.commit else "nothing to revert")
+        if outcome.exit_code != EXIT_ROLLED_BACK:
+            step.status = "failed"
+    result.exit_code = EXIT_ROLLED_BACK if outcome.exit_code == EXIT_ROLLED_BACK else EXIT_HUMAN_NEEDED
+    result.outcome = "rolled-back" if result.exit_code == EXIT_ROLLED_BACK else "rollback-failed"
+    result.elapsed = time.monotonic() - t0
+    return result
+
+
+def _author(config) -> gitrepo.Author:
+    return gitrepo.Author(config.git.author.name, config.git.author.email)
+
+
+def _deploy_message(config, service: str, source: str, plan: ServicePlan) -> str:
+    shown = plan.image.without_digest()
+    subject = f"deploy({service}): {source[:7]} → {shown} {config.git.skip_marker}".rstrip()
+    return gitrepo.format_message(subject, [(gitrepo.SOURCE, source), (gitrepo.STAGE, service),
+                                            (gitrepo.IMAGE, str(plan.image))])
+
+
+def _resume_automation(ctx, source: str) -> str | None:
+    kube = ctx.config.targets.kubernetes
+    ref = kube.image_update_automation if kube else None
+    if ref is None:
+        return None
+    from gitopsctl import automation
+
+    config = ctx.config
+    message = gitrepo.format_message(
+        f"chore: resume image automation after deploy of {source[:7]} {config.git.skip_marker}",
+        [("Gitopsctl-Resume-Automation", f"{ref.namespace}/{ref.name}")])
+
+    def build(tip: str) -> str | None:
+        found = automation.find_at(ctx.repo, tip, ref.name, ref.namespace)
+        if found is None or not found[0].suspended:
+            return None
+        manifest, mode, text = found
+        new_text = automation.suspended_text(text, manifest, False)
+        return gitrepo.commit_files(ctx.repo, tip, {str(manifest.path): (mode, new_text.encode())},
+                                    message, _author(config))
+
+    pushed, _ = gitrepo.push_built(ctx.repo, config.git.remote, config.git.branch, build,
+                                   retries=config.git.push_retries, progress=ctx.reporter.waiting,
+                                   label="resume-automation")
+    if pushed is None:
+        return None
+    gitrepo.follow_remote(ctx.repo, config.git.remote, config.git.branch)
+    return f"resumed {ref.namespace}/{ref.name} in {pushed[:7]}"
+
+
+def _prewarm(config) -> None:
+    """Import the target clients while git work runs: loading the kubernetes client takes
+    1-2 s, which would otherwise sit between pushing the deploy commit and asking Flux."""
+    import threading
+
+    def load() -> None:
+        try:
+            if config.targets.kubernetes is not None:
+                import kubernetes.client  # noqa: F401
+                import kubernetes.config  # noqa: F401
+            if config.targets.vm is not None:
+                import fabric  # noqa: F401
+        except ImportError:
+            pass  # the real import, later, reports it properly
+
+    threading.Thread(target=load, name="gitopsctl-prewarm", daemon=True).start()
