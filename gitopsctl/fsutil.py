@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None, *,
+                 before_replace: Callable[[], None] | None = None) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`.
 
     `mode` sets the permissions from the start (a secret is never briefly world-readable);
     without it an existing file keeps its mode, and a new one gets the umask's default.
+    `before_replace` runs at the last moment before the rename and may raise to stop it.
+    The directory is fsynced after the rename, so the new name survives a power cut.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -28,6 +32,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -35,6 +41,20 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
         except FileNotFoundError:
             pass
         raise
+    _fsync_directory(str(path.parent))
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename itself is done
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

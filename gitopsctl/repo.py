@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,9 +469,7 @@ class MissingHistory(InputError):
 
 def _plumb(repo_path: Path | str, args: Sequence[str], *, data: bytes | None = None,
            env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT,
-           ok_codes: tuple[int, ...] = (0,)) -> "subprocess.CompletedProcess[bytes]":
-    import subprocess
-
+           ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
     command = ["git", *args]
     try:
         proc = subprocess.run(command, cwd=str(repo_path), input=data, capture_output=True,

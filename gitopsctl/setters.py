@@ -21,7 +21,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -589,13 +588,13 @@ def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         fd = None  # a new file (automation suspend writes only existing ones; kept general)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(path):
             raise InputError(f"{display} is a symbolic link; gitopsctl never writes through or "
                              "replaces a link", location=Location(display),
                              hint="edit the file it points to; no file was changed") from None
         raise
-    mode = 0o666 & ~_umask()
+    mode = None  # a new file: the umask's default
     if fd is not None:
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
@@ -606,44 +605,14 @@ def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:
                 raise InputError(f"{display} changed while gitopsctl was editing it",
                                  location=Location(display),
                                  hint="run the command again; no file was changed")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if os.path.islink(path):  # the last moment before the rename replaces it
+    from gitopsctl.fsutil import write_atomic as write
+
+    def still_not_a_link() -> None:  # the last moment before the rename replaces it
+        if os.path.islink(path):
             raise InputError(f"{display} became a symbolic link; not replaced",
                              location=Location(display), hint="no file was changed")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
 
-
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory; the rename itself is done
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    write(Path(path), data, mode, before_replace=still_not_a_link)
 
 
 def write_plans(plans: Sequence[FilePlan]) -> None:

@@ -6,8 +6,7 @@ second release; `--to SOURCE` goes further back explicitly.
 
 from __future__ import annotations
 
-from gitopsctl.deploy.converge import apply_and_wait, check_once, converge_all  # noqa: F401
-from gitopsctl.deploy.rollback import Failure, RollbackResult, perform  # noqa: F401
+from gitopsctl.deploy.rollback import RollbackResult
 from gitopsctl.deploy.rollback import rollback as _rollback
 
 

@@ -17,6 +17,7 @@ from gitopsctl import repo as gitrepo
 from gitopsctl import setters
 from gitopsctl.errors import InputError, Location
 from gitopsctl.imageref import ImageReference
+from gitopsctl.yamlsafe import decode
 
 _TOKEN = setters.TOKEN.encode()
 
@@ -104,7 +105,7 @@ def plan_service(root, config, tip: str, service: str, ref: ImageReference, orig
             data = blobs[entry.blob]
             if _TOKEN not in data:
                 continue
-            mode, text = entry.mode, _decode(data, entry.path)
+            mode, text = entry.mode, decode(data, entry.path)
         scan = setters.scan_text(text, entry.path)
         # Flux ignores a marker it cannot read, and so does the plan; `check` reports it.
         plan.skipped.extend(f"{m.file}:{m.line}: malformed marker ({m.reason})"
@@ -123,11 +124,3 @@ def plan_service(root, config, tip: str, service: str, ref: ImageReference, orig
                               "or fix the service's paths in gitopsctl.yaml")
     return plan
 
-
-def _decode(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text (byte {exc.start})", location=Location(path, line),
-                         hint="YAML files must be UTF-8 encoded") from None

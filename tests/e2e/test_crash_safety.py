@@ -8,82 +8,23 @@ the final git log has no duplicate commit and the right versions actually run.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from gitopsctl import repo as gitrepo
 
+from tests.e2e.drive import Background, assert_once, build, on_remote, records, run_json
+
 pytestmark = pytest.mark.e2e
 
 
-class Stage:
-    """`gitopsctl stage` as a background process, killed when a condition holds."""
-
-    def __init__(self, lab, sha: str, *extra: str):
-        self.out = open(lab.workdir / f"stage-{sha[:7]}-{time.monotonic_ns()}.log", "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gitopsctl", "-o", "json", "stage", "--source", sha, *extra],
-            cwd=lab.ci, env=lab.ci_env(), stdout=self.out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def kill_when(self, condition, timeout: float = 150) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"stage ended (exit {self.proc.returncode}) before the kill point:\n"
-                                     + self.text())
-            time.sleep(0.05)
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        raise AssertionError("the kill point never came:\n" + self.text())
-
-    def wait(self, timeout: float = 300) -> int:
-        return self.proc.wait(timeout)
-
-    def text(self) -> str:
-        self.out.seek(0)
-        return self.out.read()[-4000:]
-
-    def document(self) -> dict:
-        """The JSON document stage printed (stdout and stderr share the log file)."""
-        self.out.seek(0)
-        full = self.out.read()
-        return json.loads(full[full.index("\n{\n") + 1:] if not full.startswith("{") else full)
+def Stage(lab, sha: str, *extra: str) -> Background:
+    return Background(lab, "stage", "--source", sha, *extra)
 
 
 def stage(lab, sha: str, *extra: str):
-    result = lab.gitopsctl("-o", "json", "stage", "--source", sha, *extra)
-    try:
-        return result.returncode, json.loads(result.stdout), result.stderr
-    except json.JSONDecodeError:
-        raise AssertionError(f"no JSON: {result.stdout}\n{result.stderr}") from None
-
-
-def build(lab, sha: str) -> None:
-    result = lab.gitopsctl("build", "--source", sha)
-    assert result.returncode == 0, result.stderr
-
-
-def records(lab, source: str):
-    return [r for r in gitrepo.deploy_log(lab.remote.bare, "refs/heads/main") if r.source == source]
-
-
-def on_remote(lab, source: str, kind: str, service: str | None = None) -> bool:
-    return any(r.kind == kind and (service is None or r.service == service) for r in records(lab, source))
-
-
-def assert_once(lab, source: str, expected: list[tuple[str, str | None]]) -> None:
-    """Exactly these (kind, service) records for `source`, each once."""
-    got = sorted((r.kind, r.service or "") for r in records(lab, source))
-    assert got == sorted((k, s or "") for k, s in expected), got
+    return run_json(lab, "stage", "--source", sha, *extra)
 
 
 def test_kill_while_waiting_for_the_frontend_then_rerun_finishes(shared_lab):

@@ -7,32 +7,16 @@ actually runs (the /version each service answers).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from gitopsctl import repo as gitrepo
+
+from tests.e2e.drive import build, run_json
 
 pytestmark = pytest.mark.e2e
 
 FRONTEND_BREAK = {"examples/frontend/fail-mode": "crash\n"}
 BACKEND_BREAK = {"examples/backend/fail-mode": "unhealthy\n"}
-
-
-def run_json(lab, *args: str):
-    result = lab.gitopsctl("-o", "json", *args)
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"gitopsctl {' '.join(args)} printed no JSON document:\n"
-                             f"stdout: {result.stdout}\nstderr: {result.stderr}") from None
-    return result.returncode, doc, result.stderr
-
-
-def build(lab, sha: str) -> None:
-    code, doc, err = run_json(lab, "build", "--source", sha)
-    assert code == 0, err
-
 
 AUTOMATION = "clusters/homelab/image-automation/automation.yaml"
 
