@@ -42,12 +42,15 @@ def find_in_text(path: Path, text: str, name: str, namespace: str) -> Automation
     """`path`'s ImageUpdateAutomation namespace/name, read from `text`, or None."""
     from ruamel.yaml import YAML
 
+    from gitopsctl.yamlsafe import guard_text
+
     if KIND not in text:
         return None
     try:
+        guard_text(text, str(path))
         docs = list(YAML(typ="safe").load_all(text))
     except Exception:
-        return None  # `check` reports unparsable files; here they simply are not ours
+        return None  # `check` reports unparsable or hostile files; here they are not ours
     for doc in docs:
         if not isinstance(doc, dict) or doc.get("kind") != KIND:
             continue

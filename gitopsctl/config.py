@@ -403,10 +403,28 @@ def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str], loader: 
                 nxt = CommentedMap()
                 node[part] = nxt
             node = nxt
-        value = YAML(typ="safe").load(raw) if raw.strip() else raw
+        value = _env_value(key, raw) if raw.strip() else raw
         node[parts[-1]] = value
         loader.from_env[(id(node), parts[-1])] = key
     return data
+
+
+def _env_value(key: str, raw: str) -> Any:
+    """An override's value, parsed as YAML with the same bounds as a config file."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from gitopsctl.yamlsafe import HostileInput, guard_text
+
+    try:
+        guard_text(raw, f"environment variable {key}")
+        return YAML(typ="safe").load(raw)
+    except HostileInput as exc:
+        raise ConfigError(str(exc), hint=exc.hint) from None
+    except YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"environment variable {key}: not a YAML value ({problem})",
+                          hint=f"quote it or give a plain value, e.g. {key}=60s") from None
 
 
 def _position(node: Any, key: Any, *, value: bool = False) -> tuple[int, int] | None:

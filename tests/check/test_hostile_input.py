@@ -34,8 +34,10 @@ ALIAS_BOMB = "".join(
     ['image: harbor.lan/homelab/frontend:main-1a2b3c4-1 # {"$imagepolicy": "' + POLICY + '"}\n'])
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None) -> tuple[subprocess.CompletedProcess, float]:
+def run(*args: str, cwd: Path, stdin: str | None = None,
+        extra_env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITOPSCTL_")}
+    env.update(extra_env or {})
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "gitopsctl", "--no-color", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120, input=stdin)
@@ -156,6 +158,14 @@ def test_config_refuses_hostile_yaml(homelab, case):
         assert proc.returncode == 2, (args, proc.stdout + proc.stderr)
         assert re.search(r"gitopsctl\.yaml:\d+", proc.stderr), proc.stderr
         assert "internal error" not in proc.stderr and took < BOUND
+
+
+@pytest.mark.parametrize("value", ["[1,", "&a [*a, *a]", "[" * 3000, "\x1b[31m"])
+def test_a_hostile_config_override_from_the_environment_is_a_config_error(homelab, value):
+    proc, took = run("config", cwd=homelab, extra_env={"GITOPSCTL_STAGE__DELAY": value})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "GITOPSCTL_STAGE__DELAY" in proc.stderr and "internal error" not in proc.stderr
+    assert took < BOUND
 
 
 @pytest.mark.parametrize("case", ["nul", "alias-bomb", "deep-flow"])
