@@ -217,14 +217,18 @@ class KubeTarget:
                                 [pod_summary(p) for p in pods]))
         except KubeApiError as exc:
             checks.append(Check("kubernetes-api", False, exc.message))
+        self._judge(report, checks)
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _judge(self, report: HealthReport, checks: list[Check]) -> None:
+        """Add the HTTP probe to `checks` and set the verdict: healthy only if all pass."""
         result = probe_http(self.settings.health_url, timeout=self.http_timeout)
         checks.append(Check("http", result.ok, f"{self.settings.health_url}: {result.message}"))
         report.checks = checks
         report.healthy = all(c.ok for c in checks)
         failed = report.failed_check
         report.reason = "" if report.healthy else f"{self.name} {failed.message}" if failed else ""
-        report.elapsed = time.monotonic() - started
-        return report
 
     def observe(self, deadline: float,
                 mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
@@ -288,12 +292,7 @@ class KubeTarget:
                                 evidence))
         except KubeApiError as exc:
             checks.append(Check("kubernetes-api", False, exc.message))
-        result = probe_http(self.settings.health_url, timeout=self.http_timeout)
-        checks.append(Check("http", result.ok, f"{self.settings.health_url}: {result.message}"))
-        report.checks = checks
-        report.healthy = all(c.ok for c in checks)
-        failed = report.failed_check
-        report.reason = "" if report.healthy else f"{self.name} {failed.message}" if failed else ""
+        self._judge(report, checks)
         return report, fatal
 
     def _current_pods(self, deployment: Mapping[str, Any], deadline: float) -> list[dict]:

@@ -116,11 +116,7 @@ class VMTarget:
             run = self.last_run = self.run_sync(revision, deadline)
         report = self._report_from_run(run, revision)
         if report.healthy:
-            http = self._http_from_ci(deadline)
-            report.checks.append(http)
-            if not http.ok:
-                report.healthy = False
-                report.reason = f"backend health URL failed from CI: {http.message}"
+            self._confirm_from_ci(report, deadline)
         report.elapsed = run.elapsed + (time.monotonic() - started)
         return report
 
@@ -162,13 +158,17 @@ class VMTarget:
             report.checks.append(Check("revision", True, f"checkout at {str(live)[:12]}, "
                                                          "what git says is live"))
         if report.healthy:
-            http = self._http_from_ci(deadline)
-            report.checks.append(http)
-            if not http.ok:
-                report.healthy = False
-                report.reason = f"backend health URL failed from CI: {http.message}"
+            self._confirm_from_ci(report, deadline)
         report.elapsed = time.monotonic() - started
         return report
+
+    def _confirm_from_ci(self, report: HealthReport, deadline: float) -> None:
+        """The VM's own verdict is confirmed by probing the health URL from CI's side too."""
+        http = self._http_from_ci(deadline)
+        report.checks.append(http)
+        if not http.ok:
+            report.healthy = False
+            report.reason = f"backend health URL failed from CI: {http.message}"
 
     def run_sync(self, revision: str, deadline: float) -> RemoteRun:
         """Never raises for VM trouble: failures come back in RemoteRun.error."""
