@@ -83,20 +83,6 @@ def suspended_text(text: str, found: AutomationFile, suspended: bool) -> str:
     return _edit(text, found, suspended, "\r\n" if "\r\n" in text else "\n")
 
 
-def set_suspended(found: AutomationFile, suspended: bool) -> bool:
-    """Write spec.suspend; returns False when it already had that value."""
-    if found.suspended == suspended:
-        return False
-    raw = found.path.read_bytes()
-    newline = "\r\n" if b"\r\n" in raw else "\n"
-    text = raw.decode("utf-8")
-    new_text = _edit(text, found, suspended, newline)
-    from gitopsctl.setters import write_atomic
-
-    write_atomic(found.path, new_text)
-    return True
-
-
 def _edit(text: str, found: AutomationFile, suspended: bool, newline: str) -> str:
     from ruamel.yaml import YAML
 

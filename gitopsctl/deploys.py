@@ -92,6 +92,24 @@ def _same(a: str | None, b: str | None) -> bool:
     return n >= 7 and a[:n].lower() == b[:n].lower()
 
 
+def commit_author(config) -> gitrepo.Author:
+    """Who gitopsctl's deploy and rollback commits are by (git.author in gitopsctl.yaml)."""
+    return gitrepo.Author(config.git.author.name, config.git.author.email)
+
+
+def deploy_message(config, service: str, source: str | None, image) -> str:
+    """A deploy commit's message: the subject people read, the trailers gitopsctl reads back.
+
+    `source` is None for a bump by hand (no app commit behind it); `image` is the
+    ImageReference written, shown without its digest in the subject.
+    """
+    short = source[:7] if source else "manual"
+    subject = f"deploy({service}): {short} → {image.without_digest()} {config.git.skip_marker}"
+    trailers = [(gitrepo.SOURCE, source)] if source else []
+    trailers += [(gitrepo.STAGE, service), (gitrepo.IMAGE, str(image))]
+    return gitrepo.format_message(subject.rstrip(), trailers)
+
+
 def read_state(repo_path: Path, rev: str) -> DeployState:
     tip = gitrepo.resolve_commit(repo_path, rev)
     return DeployState(tip=tip, records=gitrepo.deploy_log(repo_path, tip),

@@ -241,37 +241,6 @@ def commit_paths(repo_path: Path | str, paths: Sequence[str], message: str,
     return repo.head.commit.hexsha
 
 
-def revert_commits(repo_path: Path | str, commits: Sequence[str], message: str,
-                   author: Author, prepare: Callable[[], Sequence[str]] | None = None) -> str:
-    """One new commit undoing `commits` (newest first is applied first); history is kept.
-
-    `prepare()` may edit more files into the same commit; it returns their repo-relative
-    paths. On a conflict the revert is aborted, the working tree is as before, ExternalError.
-    """
-    import git
-
-    if not commits:
-        raise InputError("nothing to revert", hint="name at least one commit")
-    repo = open_repo(repo_path)
-    ordered = _newest_first(repo_path, [resolve_commit(repo_path, c) for c in commits])
-    try:
-        repo.git.execute(["git", "revert", "--no-commit", "--no-edit", *ordered],
-                         env={**os.environ, **_git_env(author)})
-    except git.GitCommandError as exc:
-        try:
-            repo.git.revert("--abort")
-        except git.GitCommandError:
-            pass
-        raise ExternalError(f"cannot revert {', '.join(c[:7] for c in ordered)}: {_stderr(exc)}",
-                            hint="a later commit changed the same lines; revert by hand") from None
-    extra = list(prepare()) if prepare is not None else []
-    if extra:
-        _run(repo, "add", "--", *extra)
-    _run(repo, "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message,
-         author=author)
-    return repo.head.commit.hexsha
-
-
 def _newest_first(repo_path: Path | str, commits: Sequence[str]) -> list[str]:
     """Descendants before their ancestors (timestamps tie within a second; history does not)."""
     import functools
@@ -523,12 +492,6 @@ def read_blobs(repo_path: Path | str, blobs: Iterable[str]) -> dict[str, bytes]:
         result[blob] = out[start:start + size]
         pos = start + size + 1
     return result
-
-
-def read_file_at(repo_path: Path | str, rev: str, path: str) -> bytes | None:
-    """One file's content at `rev`, or None where it does not exist there."""
-    proc = _plumb(repo_path, ["cat-file", "blob", f"{rev}:{path}"], ok_codes=(0, 128))
-    return proc.stdout if proc.returncode == 0 else None
 
 
 def _with_private_index(repo_path: Path | str, parent: str, work: Callable[[dict], None],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import stat
 from dataclasses import dataclass, field
@@ -533,11 +534,10 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _repo_root(paths: Sequence[Path]) -> Path:
+    from gitopsctl.config import find_repo_root
+
     start = paths[0] if paths else Path(os.getcwd())
-    for candidate in [start, *start.parents]:
-        if (candidate / ".git").exists():
-            return candidate
-    return start if os.path.isdir(start) else start.parent
+    return find_repo_root(start) or (start if os.path.isdir(start) else start.parent)
 
 
 def _readlink(link: Path) -> str:
@@ -564,14 +564,23 @@ def service_paths(config, service: str | None, root: Path) -> list[Path]:
         return [root / "clusters"]
     if service is None:
         return [config.resolve(p) for s in config.services.values() for p in s.paths]
+    return [config.resolve(p) for p in service_scope(config, service)]
+
+
+def service_scope(config, service: str) -> list[str]:
+    """service_paths of one service, repo-relative and "/"-separated, as git names them."""
     svc = config.service(service)
-    out = [config.resolve(p) for p in svc.paths]
+    scope = [_repo_relative(p) for p in svc.paths]
     vm = config.targets.vm
     if svc.target == "vm" and vm is not None:
-        compose = config.resolve(vm.compose_file)
-        if not any(compose == p or p in compose.parents for p in out):
-            out.append(compose)
-    return out
+        compose = _repo_relative(vm.compose_file)
+        if not any(compose == p or p == "." or compose.startswith(p + "/") for p in scope):
+            scope.append(compose)
+    return scope
+
+
+def _repo_relative(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
 
 
 def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:

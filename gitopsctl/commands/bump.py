@@ -291,22 +291,9 @@ def _check_superseded(root: Path, bumps: Sequence[Bump], revs: Sequence[str] = (
             ensure_not_superseded(root, read_state(root, rev), bump.source, [bump.service])
 
 
-def _message(config, bump: Bump) -> str:
-    from gitopsctl import repo
-
-    service = bump.service or bump.policy
-    shown = bump.ref.without_digest()
-    short = bump.source[:7] if bump.source else "manual"
-    subject = f"deploy({service}): {short} → {shown} {config.git.skip_marker}".rstrip()
-    trailers = []
-    if bump.source:
-        trailers.append((repo.SOURCE, bump.source))
-    trailers += [(repo.STAGE, service), (repo.IMAGE, str(bump.ref))]
-    return repo.format_message(subject, trailers)
-
-
 def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) -> None:
     from gitopsctl import repo
+    from gitopsctl.deploys import commit_author, deploy_message
 
     touched = sorted({_display(p, root) for b in result.bumps for p in b.new_texts})
     dirty = repo.changed_paths(root, touched)
@@ -314,7 +301,7 @@ def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) ->
         # committing them would sweep someone's unfinished edits into a deploy commit
         raise UsageError(f"uncommitted changes in {', '.join(sorted(dirty))}",
                          hint="commit or stash them first, or use --no-commit")
-    author = repo.Author(config.git.author.name, config.git.author.email)
+    author = commit_author(config)
     all_changed: list[Path] = []
 
     def commit_all() -> None:
@@ -324,7 +311,8 @@ def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) ->
             setters.write_plans([_file_plan(p, t) for p, t in bump.new_texts.items()])
             rel = [_display(p, root) for p in bump.new_texts]
             all_changed.extend(bump.new_texts)
-            bump.commit = repo.commit_paths(root, rel, _message(config, bump), author)
+            message = deploy_message(config, bump.service or bump.policy, bump.source, bump.ref)
+            bump.commit = repo.commit_paths(root, rel, message, author)
             if bump.commit:
                 ctx.reporter.action(f"committed {bump.commit[:7]} deploy({bump.service or bump.policy})")
         result.committed = any(b.commit for b in result.bumps)

@@ -9,7 +9,6 @@ push, so nothing of the stage is live.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -44,25 +43,6 @@ class ServicePlan:
                 "skipped": self.skipped}
 
 
-def service_scope(config, service: str) -> list[str]:
-    """Repo-relative paths holding a service's markers: its paths, plus a VM's compose file."""
-    svc = config.service(service)
-    scope = [_relative(p) for p in svc.paths]
-    vm = config.targets.vm
-    if svc.target == "vm" and vm is not None:
-        compose = _relative(vm.compose_file)
-        if not any(compose == p or compose.startswith(p.rstrip("/") + "/") for p in scope):
-            scope.append(compose)
-    return scope
-
-
-def _relative(path: str) -> str:
-    clean = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
-    if clean.startswith("..") or clean in ("", "."):
-        return "." if clean in ("", ".") else clean
-    return clean
-
-
 def plan_stage(root, config, tip: str, source: str, services: Sequence[str], *,
                environ: Mapping[str, str], allow_unbuilt: bool = False) -> list[ServicePlan]:
     """One plan per service, in order; each sees the edits of the ones before it."""
@@ -84,7 +64,7 @@ def plan_service(root, config, tip: str, service: str, ref: ImageReference, orig
     """The edits that set `service`'s markers to `ref` in the tree of `tip`."""
     svc = config.service(service)
     plan = ServicePlan(service=service, image=ref, origin=origin)
-    scope = service_scope(config, service)
+    scope = setters.service_scope(config, service)
     entries = [f for f in gitrepo.tree_files(root, tip, scope)
                if f.path.endswith(setters.YAML_SUFFIXES)]
     regular = []

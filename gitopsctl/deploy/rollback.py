@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.deploys import DeployState, read_state
+from gitopsctl.deploys import DeployState, commit_author, read_state
 from gitopsctl.deploy.converge import converge_all
 from gitopsctl.deploys_git import remote_ref
 from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded,
@@ -220,7 +220,7 @@ def _revert_and_push(ctx, result: RollbackResult, source: str | None, commits: l
         if all(state.is_reverted(c) for c in wanted):
             return None  # another run pushed this rollback meanwhile
         return gitrepo.revert_onto(root, tip, [c.commit for c in commits], message,
-                                   _author(config), extra=_suspend_automation(ctx, tip))
+                                   commit_author(config), extra=_suspend_automation(ctx, tip))
 
     pushed, attempts = gitrepo.push_built(root, config.git.remote, config.git.branch, build,
                                           retries=config.git.push_retries, progress=rep.waiting,
@@ -236,10 +236,6 @@ def _revert_and_push(ctx, result: RollbackResult, source: str | None, commits: l
 
 
 # ---------------------------------------------------------------- helpers
-
-def _author(config):
-    return gitrepo.Author(config.git.author.name, config.git.author.email)
-
 
 def _item(record) -> dict:
     return {"commit": record.commit, "service": record.service, "source": record.source,

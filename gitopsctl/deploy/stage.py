@@ -23,7 +23,7 @@ from gitopsctl import repo as gitrepo
 from gitopsctl.deploy.converge import apply_and_wait, check_once, target_of
 from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
 from gitopsctl.deploy.rollback import Failure, perform
-from gitopsctl.deploys import ensure_not_superseded, read_state
+from gitopsctl.deploys import commit_author, deploy_message, ensure_not_superseded, read_state
 from gitopsctl.deploys_git import remote_ref
 from gitopsctl.errors import EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
 from gitopsctl.health import HealthReport
@@ -191,7 +191,8 @@ def _deploy_service(ctx, result: StageResult, plan: ServicePlan, source: str, ti
             if not edit.changed:
                 return None
             return gitrepo.commit_files(root, tip, edit.encoded(),
-                                        _deploy_message(config, service, source, plan), _author(config))
+                                        deploy_message(config, service, source, plan.image),
+                                        commit_author(config))
 
         pushed, attempts = gitrepo.push_built(root, config.git.remote, config.git.branch, build,
                                               retries=config.git.push_retries, progress=rep.waiting,
@@ -250,9 +251,8 @@ def _soak(ctx, result: StageResult, service: str, delay: float) -> Failure | Non
 
 
 def _failure(service: str, config, report: HealthReport, result: StageResult) -> Failure:
-    timings = {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
     return Failure(service=service, target=config.service(service).target,
-                   report=report, timings=timings)
+                   report=report, timings=_timings(result))
 
 
 def _failure_from(ctx, result: StageResult, exc: Exception) -> Failure:
@@ -265,8 +265,13 @@ def _failure_from(ctx, result: StageResult, exc: Exception) -> Failure:
             target = ctx.config.service(result.service).target
         except GitopsctlError:
             pass
-    timings = {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
-    return Failure(service=result.service, target=target, message=message, timings=timings)
+    return Failure(service=result.service, target=target, message=message,
+                   timings=_timings(result))
+
+
+def _timings(result: StageResult) -> dict[str, float]:
+    """How long each step that ran took, for the rollback commit's record."""
+    return {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
 
 
 def _failed_before_push(ctx, result: StageResult, exc: Exception, t0: float) -> StageResult:
@@ -326,17 +331,6 @@ def _finish(ctx, result: StageResult, t0: float, failure: Failure) -> StageResul
     return result
 
 
-def _author(config) -> gitrepo.Author:
-    return gitrepo.Author(config.git.author.name, config.git.author.email)
-
-
-def _deploy_message(config, service: str, source: str, plan: ServicePlan) -> str:
-    shown = plan.image.without_digest()
-    subject = f"deploy({service}): {source[:7]} → {shown} {config.git.skip_marker}".rstrip()
-    return gitrepo.format_message(subject, [(gitrepo.SOURCE, source), (gitrepo.STAGE, service),
-                                            (gitrepo.IMAGE, str(plan.image))])
-
-
 def _resume_automation(ctx, source: str) -> str | None:
     kube = ctx.config.targets.kubernetes
     ref = kube.image_update_automation if kube else None
@@ -356,7 +350,7 @@ def _resume_automation(ctx, source: str) -> str | None:
         manifest, mode, text = found
         new_text = automation.suspended_text(text, manifest, False)
         return gitrepo.commit_files(ctx.repo, tip, {str(manifest.path): (mode, new_text.encode())},
-                                    message, _author(config))
+                                    message, commit_author(config))
 
     pushed, _ = gitrepo.push_built(ctx.repo, config.git.remote, config.git.branch, build,
                                    retries=config.git.push_retries, progress=ctx.reporter.waiting,
