@@ -26,6 +26,13 @@ def deploy(remote, service: str, source: str, image: str) -> str:
     return repo.commit_paths(remote.work, [path], message, AUTHOR)
 
 
+def revert_here(work, commits, message: str) -> str:
+    """repo.revert_onto HEAD, then move the clone there (stage and rollback push it instead)."""
+    sha = repo.revert_onto(work, repo.head(work), commits, message, AUTHOR)
+    git(work, "merge", "-q", "--ff-only", sha)
+    return sha
+
+
 def test_format_and_parse_trailers_round_trip():
     message = repo.format_message("subject", [("Reverts", "a, b"), ("Evidence", "line one\n line two")],
                                   body="why it happened")
@@ -58,7 +65,7 @@ def test_deploy_log_latest_deploy_and_revert(git_remote):
     message = repo.format_message(f"rollback: {s2[:7]} — frontend CrashLoopBackOff [skip ci]",
                                   [(repo.REVERTS, f"{d2}, {d3}"), (repo.REASON, "CrashLoopBackOff"),
                                    (repo.ROLLBACK_OF, s2)])
-    rollback = repo.revert_commits(git_remote.work, [d2, d3], message, AUTHOR)
+    rollback = revert_here(git_remote.work, [d2, d3], message)
     assert (git_remote.work / "frontend.txt").read_text() == "harbor.lan/homelab/frontend:v1\n"
     assert not (git_remote.work / "backend.txt").exists()
     latest = repo.deploy_log(git_remote.work)[0]
@@ -75,7 +82,7 @@ def test_revert_conflict_aborts_and_leaves_the_tree_clean(git_remote):
     deploy(git_remote, "frontend", s1, "v2")
     head = repo.head(git_remote.work)
     with pytest.raises(ExternalError):
-        repo.revert_commits(git_remote.work, [d1], "revert\n", AUTHOR)
+        revert_here(git_remote.work, [d1], "revert\n")
     assert repo.head(git_remote.work) == head
     assert git(git_remote.work, "status", "--porcelain") == ""
 
@@ -165,5 +172,5 @@ def test_revert_orders_by_history_not_by_argument_or_clock(git_remote):
     s0 = git_remote.commit_all("v0")
     d1 = deploy(git_remote, "frontend", s0, "v1")   # same file, same second
     d2 = deploy(git_remote, "frontend", s0, "v2")
-    repo.revert_commits(git_remote.work, [d1, d2], "rollback\n", AUTHOR)
+    revert_here(git_remote.work, [d1, d2], "rollback\n")
     assert (git_remote.work / "frontend.txt").read_text() == "v0\n"

@@ -133,13 +133,13 @@ def test_rollback_suspension_round_trip_keeps_the_check_clean(tmp_path, homelab_
     path = tmp_path / "clusters/homelab/image-automation/automation.yaml"
     before = path.read_text()
     found = automation.find(tmp_path / "clusters", "homelab", "flux-system")
-    assert automation.set_suspended(found, True)
-    suspended = path.read_text()
+    suspended = automation.suspended_text(before, found, True)
+    path.write_text(suspended)
     changed = [(a, b) for a, b in zip(before.splitlines(), suspended.splitlines()) if a != b]
     assert changed == [("  suspend: false", "  suspend: true")]
     assert runner.run(tmp_path, [], tmp_path / "gitopsctl.yaml", environ={}).findings == []
-    assert automation.set_suspended(automation.find(tmp_path / "clusters", "homelab", "flux-system"), False)
-    assert path.read_text() == before
+    again = automation.find(tmp_path / "clusters", "homelab", "flux-system")
+    assert again.suspended and automation.suspended_text(suspended, again, False) == before
 
 
 def test_widening_the_automation_path_is_caught_by_check(tmp_path):

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from gitopsctl import repo as gitrepo
 from gitopsctl.harness.gitremote import git
@@ -66,18 +68,23 @@ def fresh_clone(lab, dest: Path, *, depth: int | None = None) -> Path:
     return dest
 
 
-def install_hook(lab, rejecting: str) -> Path:
-    """A pre-receive hook refusing any pushed commit whose subject starts with `rejecting`."""
+@contextmanager
+def refusing(lab, subject_prefix: str) -> Iterator[None]:
+    """While inside: a pre-receive hook refuses any pushed commit whose subject starts so."""
     hook = Path(lab.remote.bare) / "hooks" / "pre-receive"
     hook.write_text(
         "#!/bin/sh\n"
         "while read old new ref; do\n"
-        f"  if git log --format=%s \"$old..$new\" 2>/dev/null | cut -c1-{len(rejecting)} | grep -qxF '{rejecting}'; then\n"
-        f"    echo 'policy: {rejecting} commits are not accepted here' >&2; exit 1\n"
+        f"  if git log --format=%s \"$old..$new\" 2>/dev/null | cut -c1-{len(subject_prefix)} "
+        f"| grep -qxF '{subject_prefix}'; then\n"
+        f"    echo 'policy: {subject_prefix} commits are not accepted here' >&2; exit 1\n"
         "  fi\n"
         "done\n")
     hook.chmod(0o755)
-    return hook
+    try:
+        yield
+    finally:
+        hook.unlink()
 
 
 class Background:

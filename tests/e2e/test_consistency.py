@@ -11,7 +11,7 @@ import pytest
 
 from gitopsctl.harness.gitremote import git
 
-from tests.e2e.drive import (assert_once, build, fresh_clone, install_hook, on_remote, records,
+from tests.e2e.drive import (assert_once, build, fresh_clone, on_remote, refusing, records,
                              remote_message, run_json, served)
 
 pytestmark = pytest.mark.e2e
@@ -93,11 +93,8 @@ def test_a_backend_push_refused_by_a_hook_rolls_back_the_frontend(shared_lab):
     deployed(lab, "before-hook")
     before = served(lab)
     sha = good_commit(lab, "hooked")
-    hook = install_hook(lab, "deploy(backend)")
-    try:
+    with refusing(lab, "deploy(backend)"):
         code, doc, err = run_json(lab, "stage", "--source", sha)
-    finally:
-        hook.unlink()
     assert code == 1, err
     assert doc["outcome"] == "rolled-back" and doc["rollback"]["verified"]
     steps = {s["name"]: s["status"] for s in doc["steps"]}
@@ -112,11 +109,8 @@ def test_a_rollback_the_remote_refuses_is_exit_3_and_a_rerun_finishes_it(shared_
     before = served(lab)
     sha = lab.commit_app_change({"examples/backend/fail-mode": "unhealthy\n"}, "backend: break (hook)")
     build(lab, sha)
-    hook = install_hook(lab, "rollback:")
-    try:
+    with refusing(lab, "rollback:"):
         code, doc, err = run_json(lab, "stage", "--source", sha)
-    finally:
-        hook.unlink()
     assert code == 3, err
     assert doc["outcome"] == "rollback-failed" and doc["steps"]
     assert not on_remote(lab, sha, "rollback")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,28 +11,9 @@ from hypothesis import given, settings, strategies as st
 from gitopsctl import config
 from gitopsctl.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitopsctl.yaml"
+from tests.fixtures.configs import MINIMAL
 
-MINIMAL = textwrap.dedent("""\
-    registry:
-      url: 127.0.0.1:5000
-      project: homelab
-    services:
-      frontend:
-        image: frontend
-        context: examples/frontend
-        target: kubernetes
-        policy: flux-system:frontend
-        paths: [clusters/homelab/apps/frontend]
-    targets:
-      kubernetes:
-        git_repository: {name: flux-system}
-        kustomization: {name: apps}
-        deployment: {name: frontend, namespace: default}
-        health_url: http://127.0.0.1:8080/healthz
-    stage:
-      order: [frontend]
-    """)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitopsctl.yaml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import typing
 from pathlib import Path
 
@@ -19,26 +18,7 @@ from hypothesis import given, strategies as st
 from gitopsctl import config
 from gitopsctl.errors import UsageError
 
-MINIMAL = textwrap.dedent("""\
-    registry:
-      url: 127.0.0.1:5000
-      project: homelab
-    services:
-      frontend:
-        image: frontend
-        context: examples/frontend
-        target: kubernetes
-        policy: flux-system:frontend
-        paths: [clusters/homelab/apps/frontend]
-    targets:
-      kubernetes:
-        git_repository: {name: flux-system}
-        kustomization: {name: apps}
-        deployment: {name: frontend, namespace: default}
-        health_url: http://127.0.0.1:8080/healthz
-    stage:
-      order: [frontend]
-    """)
+from tests.fixtures.configs import MINIMAL
 
 # (command line before the option, option, the config key whose range it shares)
 OPTIONS = [

@@ -39,8 +39,9 @@ def test_live_deploy_is_newest_not_reverted(remote):
     d2 = deploy(remote, "frontend", s2, "fe:2")
     state = read_state(remote.work, "HEAD")
     assert state.live("frontend").commit == d2
-    gitrepo.revert_commits(remote.work, [d2], gitrepo.format_message(
+    revert = gitrepo.revert_onto(remote.work, gitrepo.head(remote.work), [d2], gitrepo.format_message(
         "rollback: x [skip ci]", [("Reverts", d2), ("Gitopsctl-Rollback-Of", s2)]), AUTHOR)
+    git(remote.work, "merge", "-q", "--ff-only", revert)
     state = read_state(remote.work, "HEAD")
     assert state.live("frontend").commit == d1
     assert state.rollback_of(s2) is not None and state.rollback_of(s1) is None
@@ -89,11 +90,12 @@ def test_suspend_and_resume_image_automation_touch_one_line(tmp_path, newline):
     path.write_bytes(IUA.replace("\n", newline).encode())
     found = automation.find(tmp_path / "clusters", "homelab", "flux-system")
     assert found is not None and not found.suspended
-    assert automation.set_suspended(found, True)
-    suspended = path.read_bytes().decode()
+    text = path.read_bytes().decode()
+    suspended = automation.suspended_text(text, found, True)
     assert suspended == IUA.replace("spec:\n", "spec:\n  suspend: true\n").replace("\n", newline)
+    path.write_bytes(suspended.encode())
     again = automation.find(tmp_path / "clusters", "homelab", "flux-system")
-    assert again.suspended and not automation.set_suspended(again, True)
-    assert automation.set_suspended(again, False)
-    assert path.read_bytes().decode() == IUA.replace("spec:\n", "spec:\n  suspend: false\n").replace("\n", newline)
+    assert again.suspended and automation.suspended_text(suspended, again, True) == suspended
+    resumed = automation.suspended_text(suspended, again, False)
+    assert resumed == IUA.replace("spec:\n", "spec:\n  suspend: false\n").replace("\n", newline)
     assert automation.find(tmp_path / "clusters", "other", "flux-system") is None
