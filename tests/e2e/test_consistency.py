@@ -172,3 +172,27 @@ def test_a_shallow_clone_names_the_missing_history(shared_lab, tmp_path):
         result = lab.gitopsctl(*args, cwd=shallow)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "shallow" in result.stderr and "fetch-depth: 0" in result.stderr, result.stderr
+
+
+def test_stage_leaves_committed_links_as_links(shared_lab):
+    lab = shared_lab
+    app = "clusters/homelab/apps/frontend"
+    git(lab.remote.work, "pull", "-q", "--ff-only", "origin", "main")
+    (lab.remote.work / app / "alias.yaml").symlink_to("deployment.yaml")   # inside, in scope
+    (lab.remote.work / app / "gone.yaml").symlink_to("missing.yaml")       # dangling
+    lab.remote.commit_all("links beside the frontend manifests")
+    lab.remote.push()
+    links = git(lab.remote.bare, "ls-tree", "main", f"{app}/alias.yaml", f"{app}/gone.yaml")
+    sha = good_commit(lab, "links")
+    code, doc, err = run_json(lab, "stage", "--source", sha)
+    assert code == 0, err
+    assert git(lab.remote.bare, "ls-tree", "main", f"{app}/alias.yaml", f"{app}/gone.yaml") == links
+    assert all(line.startswith("120000 ") for line in links.splitlines()) and len(links.splitlines()) == 2
+    frontend = next(p for p in doc["plan"] if p["service"] == "frontend")
+    assert {f"{app}/alias.yaml", f"{app}/gone.yaml"} <= {s.split(":")[0] for s in frontend["skipped"]}
+    assert frontend["files"] == [f"{app}/deployment.yaml"]
+    assert served(lab) == {"frontend": sha, "backend": sha}
+    git(lab.remote.work, "pull", "-q", "--ff-only", "origin", "main")
+    git(lab.remote.work, "rm", "-q", f"{app}/alias.yaml", f"{app}/gone.yaml")
+    lab.remote.commit_all("drop the links")
+    lab.remote.push()
