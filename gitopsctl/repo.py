@@ -264,12 +264,16 @@ def reset_last_commit(repo_path: Path | str) -> None:
 
 
 def fetch(repo_path: Path | str, remote: str, branch: str, *,
-          timeout: float = NETWORK_TIMEOUT) -> str:
-    """Fetch `branch` from `remote`; returns the remote tip's SHA."""
-    repo = open_repo(repo_path)
-    _run(repo, "fetch", "--quiet", "--no-tags", remote,
-         f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", timeout=timeout)
-    return repo.git.rev_parse(f"refs/remotes/{remote}/{branch}").strip()
+          timeout: float = NETWORK_TIMEOUT, meanwhile: Callable[[], None] | None = None) -> str:
+    """Fetch `branch` from `remote`; returns the remote tip's SHA.
+
+    `meanwhile` runs on this thread while git talks to the remote."""
+    _plumb(repo_path, ["fetch", "--quiet", "--no-tags", remote,
+                       f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"],
+           timeout=timeout, meanwhile=meanwhile)
+    out = _plumb(repo_path, ["rev-parse", "--verify", "--quiet",
+                             f"refs/remotes/{remote}/{branch}^{{commit}}"]).stdout
+    return out.decode().strip()
 
 
 def fast_forward(repo_path: Path | str, remote: str, branch: str) -> str:
@@ -438,18 +442,43 @@ class MissingHistory(InputError):
 
 def _plumb(repo_path: Path | str, args: Sequence[str], *, data: bytes | None = None,
            env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT,
-           ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+           ok_codes: tuple[int, ...] = (0,),
+           meanwhile: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    """Run git; `meanwhile` runs on this thread while git works, so slow in-process work
+    (importing the target clients) overlaps with it without a second thread: two threads
+    importing the same package can see it half-initialised."""
     command = ["git", *args]
+    deadline = time.monotonic() + timeout
+    proc = subprocess.Popen(command, cwd=str(repo_path),
+                            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **_git_env(), **(env or {})},
+                            process_group=0)  # so a stop reaches git's remote helper too
     try:
-        proc = subprocess.run(command, cwd=str(repo_path), input=data, capture_output=True,
-                              env={**os.environ, **_git_env(), **(env or {})}, timeout=timeout)
+        if meanwhile is not None:
+            meanwhile()
+        stdout, stderr = proc.communicate(data, timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         raise _too_slow(args[0], timeout) from None
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
     if proc.returncode not in ok_codes:
-        text = proc.stderr.decode("utf-8", "replace").strip()
+        text = stderr.decode("utf-8", "replace").strip()
         raise ExternalError(f"git {args[0]} failed: {text or f'exit {proc.returncode}'}",
                             details={"command": command[:4]})
-    return proc
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop git and every helper it started; they hold its pipes open until they exit."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 def is_shallow(repo_path: Path | str) -> bool:

@@ -20,6 +20,7 @@ from gitopsctl.deploys_git import remote_ref
 from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded,
                               UsageError)
 from gitopsctl.health import HealthReport
+from gitopsctl.targets.factory import load_target_clients
 
 _EVIDENCE_LINES = 25
 _EVIDENCE_WIDTH = 240
@@ -128,7 +129,8 @@ def perform(ctx, *, to: str | None = None, source: str | None = None, failure: F
     if to and source:
         raise UsageError("--to and --source cannot be combined",
                          hint="--source SHA undoes that deploy; --to SHA returns to the deploy of SHA")
-    gitrepo.fetch(root, config.git.remote, config.git.branch)
+    gitrepo.fetch(root, config.git.remote, config.git.branch,
+                  meanwhile=lambda: load_target_clients(config))
     state = read_state(root, remote_ref(config))
     if to:
         to = gitrepo.resolve_source(root, to)

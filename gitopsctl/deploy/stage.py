@@ -27,6 +27,7 @@ from gitopsctl.deploys import commit_author, deploy_message, ensure_not_supersed
 from gitopsctl.deploys_git import remote_ref
 from gitopsctl.errors import EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
 from gitopsctl.health import HealthReport
+from gitopsctl.targets.factory import load_target_clients
 
 EXIT_INTERNAL = 70
 
@@ -126,11 +127,11 @@ def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
     delay = config.stage.delay if delay is None else delay
     timeout = config.timeouts.failure if timeout is None else timeout
     order = list(config.stage.order)
-    _prewarm(config)
     rep.action(f"stage {source[:7]}: {' → '.join(order)}")
 
     with _Timed(result, "sync with remote") as step:
-        tip = gitrepo.fetch(root, config.git.remote, config.git.branch)
+        tip = gitrepo.fetch(root, config.git.remote, config.git.branch,
+                            meanwhile=lambda: load_target_clients(config))
         step.detail = f"{config.git.remote}/{config.git.branch} at {tip[:7]}"
     state = read_state(root, tip)
     # What an earlier run of this source already pushed counts as pushed by this one.
@@ -359,21 +360,3 @@ def _resume_automation(ctx, source: str) -> str | None:
         return None
     gitrepo.follow_remote(ctx.repo, config.git.remote, config.git.branch)
     return f"resumed {ref.namespace}/{ref.name} in {pushed[:7]}"
-
-
-def _prewarm(config) -> None:
-    """Import the target clients while git work runs: loading the kubernetes client takes
-    1-2 s, which would otherwise sit between pushing the deploy commit and asking Flux."""
-    import threading
-
-    def load() -> None:
-        try:
-            if config.targets.kubernetes is not None:
-                import kubernetes.client  # noqa: F401
-                import kubernetes.config  # noqa: F401
-            if config.targets.vm is not None:
-                import fabric  # noqa: F401
-        except ImportError:
-            pass  # the real import, later, reports it properly
-
-    threading.Thread(target=load, name="gitopsctl-prewarm", daemon=True).start()

@@ -23,6 +23,20 @@ def target_for(config: Any, service: str, *, environ: Mapping[str, str] | None =
     return VMTarget(config, environ=environ, reporter=reporter)
 
 
+def load_target_clients(config: Any) -> None:
+    """Import the clients the configured targets need, ahead of use: the kubernetes client
+    alone can take a second or two to load, which would otherwise sit between pushing a
+    deploy commit and asking Flux about it."""
+    try:
+        if config.targets.kubernetes is not None:
+            import kubernetes.client  # noqa: F401
+            import kubernetes.config  # noqa: F401
+        if config.targets.vm is not None:
+            import fabric  # noqa: F401
+    except ImportError:
+        pass  # the import where the client is used reports it with its context
+
+
 def _contains(config: Any, repo_path: Path) -> Callable[[str, str], bool]:
     """newer contains ours? Fetches first: the newer commit was pushed by someone else."""
     from gitopsctl import repo as gitrepo

@@ -167,6 +167,51 @@ def test_a_remote_that_never_answers_is_stopped_at_the_deadline(git_remote, sile
     assert silent_remote not in processes, "git or its remote helper outlived the deadline"
 
 
+def _git_processes(marker: str) -> list[str]:
+    lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in lines if marker in line]
+
+
+def test_fetch_runs_meanwhile_on_the_calling_thread_while_git_waits(git_remote, silent_remote):
+    # Imports made in a second thread can race the main thread's into a half-initialised
+    # package (seen in CI as ImportError from requests.utils); so work overlapped with a
+    # fetch runs on the caller's thread, while the git child is still talking to the remote.
+    git(git_remote.work, "remote", "add", "silent", silent_remote)
+    seen = {}
+
+    def meanwhile() -> None:
+        seen["thread"] = threading.current_thread()
+        seen["git running"] = _git_processes("fetch --quiet --no-tags silent")
+        time.sleep(0.5)
+
+    start = time.monotonic()
+    with pytest.raises(ExternalError, match="did not finish within 1.5 s"):
+        repo.fetch(git_remote.work, "silent", "main", timeout=1.5, meanwhile=meanwhile)
+    assert seen["thread"] is threading.main_thread()
+    assert seen["git running"], "meanwhile ran after git had finished, not alongside it"
+    assert 1.5 <= time.monotonic() - start < 10, "the deadline counts the time meanwhile took"
+    assert not _git_processes(silent_remote)
+
+
+def test_a_failure_in_meanwhile_stops_the_fetch(git_remote, silent_remote):
+    git(git_remote.work, "remote", "add", "silent", silent_remote)
+
+    def meanwhile() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        repo.fetch(git_remote.work, "silent", "main", timeout=30, meanwhile=meanwhile)
+    assert not _git_processes("fetch --quiet --no-tags silent"), "git outlived the failed caller"
+
+
+def test_fetch_returns_the_remote_tip_after_meanwhile(git_remote):
+    git_remote.commit_all("ours")
+    git_remote.push()
+    calls = []
+    tip = repo.fetch(git_remote.work, "origin", "main", meanwhile=lambda: calls.append(1))
+    assert tip == git_remote.remote_head() and calls == [1]
+
+
 def test_revert_orders_by_history_not_by_argument_or_clock(git_remote):
     (git_remote.work / "frontend.txt").write_text("v0\n")
     s0 = git_remote.commit_all("v0")
