@@ -19,6 +19,11 @@ to fix it. Errors fail the check (exit 1), warnings do not.
     GOC013 link-skipped             (warning) a symbolic link that leaves the repository,
                                     dangles, or points outside the scanned paths: never
                                     followed, its target is not checked or bumped
+    GOC014 api-not-served           an object's apiVersion/kind is not served by Flux 2.9 /
+                                    Kubernetes 1.33 (gitopsctl.kubeapis); the hint names the
+                                    version to use
+    GOC015 schema-invalid           an object breaks its kind's schema, strictly (unknown
+                                    fields, missing required fields, wrong types or values)
 
 Hostile input (a file over 8 MiB, control characters, nesting deeper than 100, alias
 bombs; see gitopsctl.yamlsafe) is no finding: check stops with exit 2 and file:line.
@@ -47,6 +52,8 @@ RULES: dict[str, str] = {
     "GOC011": "marker-malformed",
     "GOC012": "config-invalid",
     "GOC013": "link-skipped",
+    "GOC014": "api-not-served",
+    "GOC015": "schema-invalid",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gitopsctl import yamlsafe
-from gitopsctl.checks import ERROR, WARNING, Finding, content, markers, tools
+from gitopsctl.checks import ERROR, WARNING, Finding, apis, content, markers, tools
 from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load
 from gitopsctl.errors import ConfigError, InputError, Location
 from gitopsctl.setters import TOKEN, read_text, select_yaml
@@ -63,6 +63,7 @@ def run(root: Path, paths: Sequence[Path], config_path: Path | None,
         report.findings += markers.services_without_markers(
             config, every, _service_lines(config.path), _display(Path(config.path), root))
 
+    report.findings += apis.served_and_valid(files, apis.repository_crds(files, root), apis.patch_files(files))
     report.findings += _tool_findings(report, files, root)
     report.findings.sort(key=Finding.sort_key)
     return report

@@ -211,7 +211,7 @@ def test_compose_config_needs_no_docker_engine(tmp_path, monkeypatch):
 
 def test_two_writers(homelab):
     write(homelab, "clusters/homelab/image-automation/update.yaml", """\
-        apiVersion: image.toolkit.fluxcd.io/v1beta2
+        apiVersion: image.toolkit.fluxcd.io/v1
         kind: ImageUpdateAutomation
         metadata:
           name: unmanaged

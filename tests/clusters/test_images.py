@@ -12,7 +12,7 @@ from gitopsctl import automation, imagetags, setters
 from gitopsctl.checks import runner
 from tests.clusters.conftest import CLUSTERS, HOMELAB, REPO_ROOT, built, by_kind
 
-IMAGE_API = "image.toolkit.fluxcd.io/v1beta2"
+IMAGE_API = "image.toolkit.fluxcd.io/v1"
 
 
 def _image_objects(kind: str) -> dict[tuple[str, str], dict]:

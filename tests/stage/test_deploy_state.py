@@ -64,13 +64,13 @@ def test_older_source_is_superseded(remote):
 
 
 IUA = """\
-apiVersion: image.toolkit.fluxcd.io/v1beta2
+apiVersion: image.toolkit.fluxcd.io/v1
 kind: ImagePolicy
 metadata:
   name: frontend
 ---
 # automation writes the same markers as gitopsctl
-apiVersion: image.toolkit.fluxcd.io/v1beta2
+apiVersion: image.toolkit.fluxcd.io/v1
 kind: ImageUpdateAutomation
 metadata:
   name: homelab

@@ -11,15 +11,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from gitopsctl.harness.kube.store import (DEPLOYMENTS, GIT_REPOSITORIES, KINDS, KUSTOMIZATIONS, PODS,
-                                          REPLICASETS, Kind)
+from gitopsctl import kubeapis
+from gitopsctl.harness.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, PODS, REPLICASETS, Kind
 
-_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-_SHORT_NAMES = {PODS: ["po"], DEPLOYMENTS: ["deploy"], REPLICASETS: ["rs"],
-                GIT_REPOSITORIES: ["gitrepo"], KUSTOMIZATIONS: ["ks"]}
-_CATEGORIES = {PODS: ["all"], DEPLOYMENTS: ["all"], REPLICASETS: ["all"],
-               GIT_REPOSITORIES: ["fluxcd", "source"], KUSTOMIZATIONS: ["fluxcd"]}
-_SUBRESOURCES = {PODS: [("status", ["get", "patch", "update"]), ("log", ["get"])]}
+# Discovery lists exactly gitopsctl.kubeapis' table (Flux 2.9 on Kubernetes 1.33, plus
+# sealed-secrets), whether or not the emulator stores the kind: a real cluster's discovery is
+# what kubectl maps kinds with, so an unserved version fails in kubectl as it does on a cluster
+# ("no matches for kind ... in version ..."). Document shapes: k8s.io/apimachinery
+# pkg/apis/meta/v1/types.go (APIVersions, APIGroupList, APIResourceList).
 
 
 def api_versions(server_address: str) -> dict:
@@ -28,14 +27,10 @@ def api_versions(server_address: str) -> dict:
 
 
 def api_group_list() -> dict:
-    groups: dict[str, list[str]] = {}
-    for kind in KINDS:
-        if kind.group and kind.version not in groups.setdefault(kind.group, []):
-            groups[kind.group].append(kind.version)
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
         {"name": name, "versions": [_group_version(name, v) for v in versions],
          "preferredVersion": _group_version(name, versions[0])}
-        for name, versions in groups.items()]}
+        for name, versions in kubeapis.group_versions() if name]}
 
 
 def api_group(group: str) -> dict | None:
@@ -44,18 +39,46 @@ def api_group(group: str) -> dict | None:
 
 
 def api_resource_list(group: str, version: str) -> dict | None:
-    kinds = [k for k in KINDS if (k.group, k.version) == (group, version)]
-    if not kinds:
+    served = kubeapis.resources_in(group, version)
+    if not served:
         return None
     resources = []
-    for kind in kinds:
-        resources.append({"name": kind.plural, "singularName": kind.kind.lower(), "namespaced": True,
-                          "kind": kind.kind, "verbs": _VERBS, "shortNames": _SHORT_NAMES.get(kind, []),
-                          "categories": _CATEGORIES.get(kind, [])})
-        resources += [{"name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": True,
-                       "kind": kind.kind, "verbs": verbs} for sub, verbs in _SUBRESOURCES.get(kind, [])]
+    for resource in served:
+        entry = {"name": resource.plural, "singularName": resource.singular, "namespaced": resource.namespaced,
+                 "kind": resource.kind, "verbs": list(resource.verbs)}
+        if resource.short_names:
+            entry["shortNames"] = list(resource.short_names)
+        if resource.categories:
+            entry["categories"] = list(resource.categories)
+        resources.append(entry)
+        resources += [{"name": f"{resource.plural}/{sub}", "singularName": "", "namespaced": resource.namespaced,
+                       "kind": resource.kind, "verbs": list(verbs)} for sub, verbs in resource.subresources]
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+
+def installed_crds() -> list[dict]:
+    """The CustomResourceDefinitions a cluster with Flux 2.9 and sealed-secrets holds, in the
+    fields clients read from a list (kubectl's CRD finder reads spec.group and spec.names.kind,
+    kubernetes/cli-runtime pkg/resource/crd_finder.go). No schemas: the emulator validates with
+    gitopsctl.kubeschema."""
+    by_name: dict[str, dict] = {}
+    for resource in kubeapis.RESOURCES:
+        if resource.provider == "kubernetes":
+            continue
+        name = f"{resource.plural}.{resource.group}"
+        crd = by_name.setdefault(name, {
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {"group": resource.group, "scope": "Namespaced" if resource.namespaced else "Cluster",
+                     "names": {"kind": resource.kind, "listKind": f"{resource.kind}List",
+                               "plural": resource.plural, "singular": resource.singular,
+                               **({"shortNames": list(resource.short_names)} if resource.short_names else {}),
+                               **({"categories": list(resource.categories)} if resource.categories else {})},
+                     "versions": []}})
+        crd["spec"]["versions"].append({"name": resource.version, "served": True,
+                                        "storage": not crd["spec"]["versions"]})
+    return list(by_name.values())
 
 
 def wants_table(accept: str) -> bool:

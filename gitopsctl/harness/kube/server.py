@@ -1,11 +1,16 @@
 """The Kubernetes REST API over real HTTP(S), enough of it for the real client and kubectl.
 
-Served paths (namespaced, plus the all-namespaces lists):
+Discovery lists exactly gitopsctl.kubeapis' table (Flux 2.9, Kubernetes 1.33, sealed-secrets);
+a path naming a group, version or resource outside it answers a plain 404 "404 page not found",
+as kube-apiserver does (clients print "the server could not find the requested resource"). Writes pass admission.py (strict
+decoding per `fieldValidation`, then schema validation: 400 or 422 with causes).
+Stored paths (namespaced, plus the all-namespaces lists):
   /api/v1/namespaces/NS/pods[/NAME[/status|/log]]
   /apis/apps/v1/namespaces/NS/{deployments,replicasets}[/NAME[/status]]
   /apis/source.toolkit.fluxcd.io/v1/namespaces/NS/gitrepositories[/NAME[/status]]
   /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/NS/kustomizations[/NAME[/status]]
   /version, and discovery: /api, /api/v1, /apis, /apis/GROUP[/VERSION]
+Other served kinds are not stored: they list empty, get 404 and refuse writes with 405.
 Lists asked for as a meta.k8s.io Table (what `kubectl get` does) get the columns of
 discovery.py.
 Verbs: get, list (labelSelector, fieldSelector), watch (resourceVersion, timeoutSeconds,
@@ -27,13 +32,15 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from gitopsctl.harness.kube import discovery
+from gitopsctl import kubeapis
+from gitopsctl.harness.kube import discovery, openapi
+from gitopsctl.harness.kube.admission import admit, field_validation
 from gitopsctl.harness.kube.kubeconfig import kubeconfig_document, write_kubeconfig
 from gitopsctl.harness.kube.selectors import Selector, SelectorError
-from gitopsctl.harness.kube.store import PODS, Kind, Store, StoreError, kind_for
+from gitopsctl.harness.kube.store import PODS, Kind, Store, StoreError, kind_for, merge_patch
 from gitopsctl.harness.kube.tls import make_server_certificate
 
 LogProvider = Callable[[str, str, "str | None", bool], "str | None"]
@@ -202,6 +209,45 @@ class _Abort(Exception):
     """The connection was cut on purpose (fault injection)."""
 
 
+class _Unmatched(StoreError):
+    """A path no served group, version or resource matches."""
+
+
+def _not_served() -> StoreError:
+    # kube-apiserver hands a path nothing is installed for to its NotFoundHandler, which ends
+    # in Go's http.NotFound: a plain-text "404 page not found" (kubernetes/apiserver
+    # pkg/util/notfoundhandler/not_found_handler.go). client-go turns a 404 without a Status
+    # into NotFound "the server could not find the requested resource", which kubectl prints.
+    return _Unmatched(404, "NotFound", "the server could not find the requested resource")
+
+
+def _dry_run(query: dict) -> bool:
+    return query.get("dryRun") == "All"
+
+
+def _without_directives(patch: Any) -> Any:
+    """A strategic merge patch less its directives ($setElementOrder/..., $retainKeys, $patch,
+    $deleteFromPrimitiveList/...; k8s.io/apimachinery pkg/util/strategicpatch), which only
+    order or trim what a merge patch already replaces."""
+    if isinstance(patch, dict):
+        return {k: _without_directives(v) for k, v in patch.items() if not k.startswith("$")}
+    if isinstance(patch, list):
+        return [_without_directives(v) for v in patch]
+    return patch
+
+
+def _prune_patch(patch: Any, patched: Any, admitted: Any) -> Any:
+    """`patch` without the fields admission dropped from the object it makes."""
+    if not isinstance(patch, dict) or not isinstance(patched, dict) or not isinstance(admitted, dict):
+        return patch
+    kept = {}
+    for key, value in patch.items():
+        if key in patched and key not in admitted:
+            continue
+        kept[key] = _prune_patch(value, patched.get(key), admitted.get(key))
+    return kept
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_api: ApiServer
@@ -248,8 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
             if api.faults.unavailable:
                 raise StoreError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
             self._route(method, body)
+        except _Unmatched:
+            self._send_text(404, "404 page not found\n")
         except StoreError as exc:
-            self._send_status(exc.code, exc.reason, exc.message)
+            self._send_status(exc.code, exc.reason, exc.message, getattr(exc, "details", None))
         except SelectorError as exc:
             self._send_status(400, "BadRequest", str(exc))
         except (_Abort, BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
@@ -259,17 +307,32 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, code: int, doc: dict) -> None:
+    def _send_json(self, code: int, doc: dict, warnings: list[str] | None = None) -> None:
         data = json.dumps(doc).encode()
         self.send_response(code)
+        for warning in warnings or []:
+            # RFC 7234 warn-code 299 with "-" as agent, as k8s.io/apiserver pkg/warning writes it.
+            self.send_header("Warning", "299 - " + json.dumps(warning))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_status(self, code: int, reason: str, message: str) -> None:
-        self._send_json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                               "message": message, "reason": reason, "code": code})
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_status(self, code: int, reason: str, message: str, details: dict | None = None) -> None:
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": message, "reason": reason, "code": code}
+        if details is not None:
+            status["details"] = details
+        self._send_json(code, status)
 
     # -- routing -----------------------------------------------------------------
 
@@ -278,35 +341,79 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         parts = [p for p in url.path.split("/") if p]
         if parts == ["version"]:
-            return self._send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-gitopsctl-emulator",
+            minor = kubeapis.KUBERNETES_RELEASE.split(".")[1]
+            return self._send_json(200, {"major": "1", "minor": minor,
+                                         "gitVersion": f"v{kubeapis.KUBERNETES_RELEASE}.0-gitopsctl-emulator",
                                          "platform": "linux/amd64"})
         if method == "GET" and self._discovery(parts):
             return None
+        if method == "GET" and parts[:2] == ["openapi", "v3"]:
+            doc = openapi.discovery_map() if len(parts) == 2 else openapi.group_version_document("/".join(parts[2:]))
+            if doc is None:
+                raise _not_served()
+            return self._send_json(200, doc)
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise StoreError(404, "NotFound", f"the server could not find the requested resource ({url.path})")
+            raise _not_served()
         namespace = None
-        if len(rest) >= 2 and rest[0] == "namespaces":
+        if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
-        if not rest:
-            raise StoreError(404, "NotFound", "the server could not find the requested resource")
-        kind = kind_for(group, version, rest[0])
-        if kind is None:
-            raise StoreError(404, "NotFound", f"the server could not find the requested resource ({url.path})")
+        resource = kubeapis.lookup_plural(group, version, rest[0]) if rest else None
+        if resource is None or (namespace is not None and not resource.namespaced):
+            raise _not_served()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if len(rest) > 3 or (sub is not None and sub not in dict(resource.subresources)):
+            raise _not_served()
+        kind = kind_for(group, version, resource.plural)
+        if kind is None:
+            return self._unstored(method, resource, name, query, body)
         if name is None:
-            return self._collection(method, kind, namespace, query, body)
+            return self._collection(method, resource, kind, namespace, query, body)
         if namespace is None:
             raise StoreError(404, "NotFound", "namespaced resources need a namespace")
         if sub == "log" and kind == PODS and method == "GET":
             return self._pod_log(namespace, name, query)
         if sub not in (None, "status"):
-            raise StoreError(404, "NotFound", f"unknown subresource {sub!r}")
-        return self._item(method, kind, namespace, name, sub == "status", body, query)
+            raise StoreError(405, "MethodNotAllowed", f"the emulator does not serve {resource.plural}/{sub}")
+        return self._item(method, resource, kind, namespace, name, sub == "status", body, query)
+
+    def _unstored(self, method: str, resource: kubeapis.Resource, name: str | None, query: dict,
+                  body: bytes) -> None:
+        """A kind the cluster serves but the emulator keeps no objects of: reads see none,
+        writes are checked as a real server checks them, then refused."""
+        if method in ("POST", "PUT"):
+            admit(resource, self._json(body), field_validation(query))
+        if method != "GET":
+            raise StoreError(405, "MethodNotAllowed", f"the emulator serves {resource.plural} in discovery "
+                                                      "but does not store them")
+        # The CRDs are there on a cluster with Flux installed, and kubectl looks for them.
+        items = discovery.installed_crds() if resource.kind == "CustomResourceDefinition" else []
+        if name is not None:
+            found = [item for item in items if item["metadata"]["name"] == name]
+            if found:
+                return self._send_json(200, found[0])
+            group = f".{resource.group}" if resource.group else ""
+            raise StoreError(404, "NotFound", f'{resource.plural}{group} "{name}" not found')
+        kind = Kind(resource.group, resource.version, resource.plural, resource.kind)
+        rv = self.server_api.store.resource_version
+        if query.get("watch") in ("true", "1"):
+            return self._end_empty_watch()
+        if self._wants_table():
+            return self._send_json(200, discovery.table(kind, items, rv, query.get("includeObject")))
+        return self._send_json(200, {"apiVersion": resource.api_version, "kind": f"{resource.kind}List",
+                                     "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+    def _end_empty_watch(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _wants_table(self) -> bool:
         return discovery.wants_table(self.headers.get("Accept") or "")
@@ -326,19 +433,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             return False
         if doc is None:
-            raise StoreError(404, "NotFound", f"the server could not find the requested resource "
-                                              f"(/{'/'.join(parts)})")
+            raise _not_served()
         self._send_json(200, doc)
         return True
 
-    def _collection(self, method: str, kind: Kind, namespace: str | None, query: dict, body: bytes) -> None:
+    def _collection(self, method: str, resource: kubeapis.Resource, kind: Kind, namespace: str | None,
+                    query: dict, body: bytes) -> None:
         store = self.server_api.store
         if method == "POST":
             if namespace is None:
                 raise StoreError(405, "MethodNotAllowed", "create needs a namespace")
             obj = self._json(body)
-            obj.setdefault("metadata", {})["namespace"] = namespace
-            return self._send_json(201, store.create(kind, obj))
+            if not isinstance(obj.get("metadata"), dict):
+                obj["metadata"] = {}
+            obj["metadata"]["namespace"] = namespace
+            obj, warnings = admit(resource, obj, field_validation(query))
+            if _dry_run(query):
+                return self._send_json(201, obj, warnings)
+            return self._send_json(201, store.create(kind, obj), warnings)
         if method != "GET":
             raise StoreError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
         selector = Selector.parse(query.get("labelSelector"), query.get("fieldSelector"))
@@ -350,8 +462,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_json(200, {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
                                      "metadata": {"resourceVersion": str(rv)}, "items": items})
 
-    def _item(self, method: str, kind: Kind, namespace: str, name: str, status: bool, body: bytes,
-              query: dict) -> None:
+    def _item(self, method: str, resource: kubeapis.Resource, kind: Kind, namespace: str, name: str,
+              status: bool, body: bytes, query: dict) -> None:
         api = self.server_api
         store = api.store
         if method == "GET":
@@ -369,18 +481,41 @@ class _Handler(BaseHTTPRequestHandler):
             if api.faults.take_conflict():
                 raise StoreError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": '
                                  "the object has been modified; please apply your changes to the latest version")
-            return self._send_json(200, store.patch(kind, namespace, name, self._json(body), status_only=status))
+            patch, warnings = self._json(body), []
+            if content_type == "application/strategic-merge-patch+json":
+                patch = _without_directives(patch)
+            if not status:
+                patch, warnings = self._admit_patch(resource, kind, namespace, name, patch, query)
+            if _dry_run(query):
+                return self._send_json(200, merge_patch(store.get(kind, namespace, name), patch), warnings)
+            return self._send_json(200, store.patch(kind, namespace, name, patch, status_only=status), warnings)
         if method == "PUT":
             obj = self._json(body)
-            expect = (obj.get("metadata") or {}).get("resourceVersion")
+            expect = (obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj.get("metadata"), dict) \
+                else None
+            warnings = []
             if status:
                 current = store.get(kind, namespace, name)
                 current["status"] = obj.get("status")
                 obj = current
-            return self._send_json(200, store.replace(kind, namespace, name, obj, expect_rv=expect))
+            else:
+                obj, warnings = admit(resource, obj, field_validation(query), old=store.get(kind, namespace, name))
+            if _dry_run(query):
+                return self._send_json(200, obj, warnings)
+            return self._send_json(200, store.replace(kind, namespace, name, obj, expect_rv=expect), warnings)
         if method == "DELETE":
             return self._send_json(200, store.delete(kind, namespace, name))
         raise StoreError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _admit_patch(self, resource: kubeapis.Resource, kind: Kind, namespace: str, name: str, patch: dict,
+                     query: dict) -> tuple[dict, list[str]]:
+        """Check the object the patch would make; the patch to apply, less any dropped field."""
+        old = self.server_api.store.get(kind, namespace, name)
+        patched = merge_patch(old, patch)
+        admitted, warnings = admit(resource, patched, field_validation(query), old=old)
+        if admitted is patched:
+            return patch, warnings
+        return _prune_patch(patch, patched, admitted), warnings
 
     def _pod_log(self, namespace: str, name: str, query: dict) -> None:
         api = self.server_api
