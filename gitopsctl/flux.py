@@ -128,6 +128,19 @@ def handled(obj: Mapping[str, Any], token: str) -> bool:
     return status(obj).get("lastHandledReconcileAt") == token
 
 
+# Ready=False reasons that kustomize-controller retries by itself, so not a verdict on the
+# revision (internal/controller/kustomization_controller.go `Reconcile`): a health check
+# canceled by an event that re-queued the Kustomization (our own reconcile request
+# included, with CancelHealthCheckOnNewRevision) is re-run at once; dependencies are
+# re-checked every --requeue-dependency.
+RETRIED_BY_FLUX = {
+    "HealthCheckCanceled": "Flux re-queued it and runs the health check again",
+    "DependencyNotReady": "Flux checks the dependencies again shortly",
+}
+# Ready=False ArtifactFailed: the source artifact or spec.path is missing.
+ARTIFACT_FAILED = "ArtifactFailed"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a Flux object says about one revision.
@@ -167,7 +180,10 @@ def kustomization_verdict(ks: Mapping[str, Any], token: str, sha: str) -> Verdic
     """Judge a Kustomization after a reconcile request for commit `sha`.
 
     Ready=True with lastAppliedRevision at `sha` is success; Ready=False with
-    lastAttemptedRevision at `sha` is failure (BuildFailed, HealthCheckFailed, ...).
+    lastAttemptedRevision at `sha` is failure (BuildFailed, ReconciliationFailed,
+    HealthCheckFailed, ...), except the reasons Flux retries by itself (HealthCheckCanceled,
+    DependencyNotReady), which are pending. ArtifactFailed never moves
+    lastAttemptedRevision, so it is a failure once our request `token` is handled.
     While Flux runs its health checks on our revision the verdict is "checking":
     the objects are applied, and the caller follows the rollout itself instead of
     waiting out Flux's timeout.
@@ -181,6 +197,11 @@ def kustomization_verdict(ks: Mapping[str, Any], token: str, sha: str) -> Verdic
     if ready is not None and ready.true and revision_is(applied, sha):
         if handled(ks, token) or revision_is(attempted, sha):
             return Verdict("applied", ready.reason, ready.message)
+    if ready is not None and ready.false and ready.reason in RETRIED_BY_FLUX:
+        return Verdict("pending", ready.reason, f"{ready.message}; {RETRIED_BY_FLUX[ready.reason]}")
+    if ready is not None and ready.false and ready.reason == ARTIFACT_FAILED and token and handled(ks, token):
+        # Set before lastAttemptedRevision moves, so only our handled request ties it to us.
+        return Verdict("failed", ready.reason, ready.message)
     if ready is not None and ready.false and revision_is(attempted, sha):
         return Verdict("failed", ready.reason or "NotReady", ready.message)
     reconciling = condition(ks, "Reconciling")

@@ -277,19 +277,18 @@ class Lab:
                 raise ExternalError(f"cannot push the seed image {ref}: {errors[-1]}")
 
     def _start_cluster(self) -> None:
-        from gitopsctl.harness.kube import KubeEmulator
+        from gitopsctl.harness.kube import FluxOptions, KubeEmulator
 
         self.progress("starting the Kubernetes API emulator and cluster simulator")
         auth = {self.registry.url: {"username": self.registry.username,
                                     "password": self.registry.password}}
+        # The gate as clusters/homelab/flux-system/kustomization.yaml sets it (on); benchmarks
+        # turn it off to measure the hold-back.
+        flux = FluxOptions(cancel_health_check_on_new_revision=self.settings.cancel_health_check_on_new_revision)
         self.kube = KubeEmulator(self.workdir / "kube", docker_client=self.client, registry_auth=auth,
-                                 restart_backoff=self.settings.restart_backoff, max_backoff=2.0)
+                                 restart_backoff=self.settings.restart_backoff, max_backoff=2.0, flux=flux)
         self.kube.start()
         self._stack.append(self.kube.stop)
-        simulator = self.kube.simulator
-        if hasattr(simulator, "cancel_health_check_on_new_revision"):
-            simulator.cancel_health_check_on_new_revision = \
-                self.settings.cancel_health_check_on_new_revision
         self.kube.add_git_repository("flux-system", url=self.remote.url, branch="main")
         self.kube.add_kustomization("apps", path=f"./{FRONTEND_APP}", wait=True,
                                     timeout=self.settings.kustomization_timeout)

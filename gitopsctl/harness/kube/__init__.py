@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from gitopsctl.harness.kube.server import ApiServer, Faults
-from gitopsctl.harness.kube.simulator import ClusterSimulator
+from gitopsctl.harness.kube.simulator import ClusterSimulator, FluxOptions
 from gitopsctl.harness.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, Store
 
-__all__ = ["KubeEmulator", "ApiServer", "ClusterSimulator", "Faults", "Store"]
+__all__ = ["KubeEmulator", "ApiServer", "ClusterSimulator", "Faults", "FluxOptions", "Store"]
 
 
 class KubeEmulator:
@@ -26,14 +26,15 @@ class KubeEmulator:
 
     def __init__(self, workdir: Path, *, docker_client: Any = None,
                  registry_auth: dict[str, dict[str, str]] | None = None, tls: bool = True,
-                 restart_backoff: float = 0.5, max_backoff: float = 5.0, simulate: bool = True):
+                 restart_backoff: float = 0.5, max_backoff: float = 5.0, simulate: bool = True,
+                 flux: FluxOptions | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token = secrets.token_urlsafe(24)
         self.store = Store()
         self.simulator = ClusterSimulator(self.store, self.workdir / "sim", docker_client=docker_client,
                                           registry_auth=registry_auth, restart_backoff=restart_backoff,
-                                          max_backoff=max_backoff) if simulate else None
+                                          max_backoff=max_backoff, flux=flux) if simulate else None
         self.api = ApiServer(self.store, token=self.token, tls=tls,
                              log_provider=self.simulator.logs if self.simulator else None)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -73,7 +74,8 @@ class KubeEmulator:
     def add_kustomization(self, name: str, *, path: str, source: str = "flux-system",
                           namespace: str = "flux-system", interval: str = "10m", wait: bool = False,
                           timeout: str | None = None, prune: bool = True, target_namespace: str | None = None,
-                          health_checks: list[dict] | None = None) -> dict:
+                          health_checks: list[dict] | None = None, depends_on: list[str] | None = None,
+                          retry_interval: str | None = None) -> dict:
         spec: dict[str, Any] = {"interval": interval, "path": path, "prune": prune, "wait": wait,
                                 "sourceRef": {"kind": "GitRepository", "name": source}}
         if timeout:
@@ -82,4 +84,8 @@ class KubeEmulator:
             spec["targetNamespace"] = target_namespace
         if health_checks:
             spec["healthChecks"] = health_checks
+        if depends_on:
+            spec["dependsOn"] = [{"name": dep} for dep in depends_on]
+        if retry_interval:
+            spec["retryInterval"] = retry_interval
         return self.store.create(KUSTOMIZATIONS, {"metadata": {"name": name, "namespace": namespace}, "spec": spec})

@@ -1,17 +1,22 @@
 """Flux's source-controller and kustomize-controller, played against the emulator's store.
 
-GitRepository: on a reconcile request (a new `reconcile.fluxcd.io/requestedAt` value) or
-when its interval is up, read the branch tip from the git remote (a real repository on
-disk) and publish `status.artifact.revision` = `<branch>@sha1:<sha>`.
+GitRepository (fluxcd/source-controller internal/controller/gitrepository_controller.go):
+on a reconcile request, a generation change or when its interval is up, read the branch
+tip from the git remote (a real repository on disk) and publish
+`status.artifact.revision` = `<branch>@sha1:<sha>`.
 
-Kustomization: when its source has a new revision, on a request, or on its interval,
-export that commit with `git archive`, build `spec.path` with the real `kubectl
-kustomize`, and apply the Deployments it yields (other kinds are accepted and only
-listed in the inventory). With `spec.wait` or `spec.healthChecks` it then enters the
-health-check phase until every Deployment is rolled out or `spec.timeout` passes.
-Like kustomize-controller, a Kustomization in that phase handles no newer revision
-and no new request until it finishes, unless `cancel_health_check_on_new_revision`
-is on (the CancelHealthCheckOnNewRevision feature gate).
+Kustomization (fluxcd/kustomize-controller internal/controller/kustomization_controller.go):
+reconciled on the events its watches enqueue (a new source revision, a generation change,
+a new reconcile-request annotation) and on its interval (after a failure: retryInterval).
+It exports the source commit with `git archive`, builds `spec.path` with the real
+`kubectl kustomize`, dry-runs the whole batch, applies the Deployments and Services it
+yields (other kinds are only listed in the inventory) and, with `spec.wait` or
+`spec.healthChecks`, runs a health check until every Deployment is kstatus Current,
+one is Failed (fail fast), or the timeout passes. Status is written the way the
+controller's `finalizeStatus` does: lastHandledReconcileAt and observedGeneration at the
+end. While a health check runs, new events wait for it, unless the
+CancelHealthCheckOnNewRevision gate is on: then any of them cancels it
+(HealthCheckCanceled) and the Kustomization is reconciled again at once.
 """
 
 from __future__ import annotations
@@ -27,12 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitopsctl.harness.kube import dryrun, kstatus
 from gitopsctl.harness.kube.controllers import set_condition
 from gitopsctl.harness.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, Store, StoreError
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+# kustomize-controller main.go: --requeue-dependency defaults to 30s.
+DEPENDENCY_REQUEUE_INTERVAL = 30.0
+# kustomize-controller api/v1/kustomization_types.go GetTimeout: interval - 30s, spec.timeout
+# wins, never under 30s.
+HEALTH_CHECK_TIMEOUT_FLOOR = 30.0
 
 
 def go_duration(text: Any, default: float) -> float:
@@ -46,7 +58,14 @@ def go_duration(text: Any, default: float) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:g}s"
+    """As Go's time.Duration.String prints it: `30s`, `4m30s`, `5m0s`, `1h0m0s`, `2.5s`."""
+    if seconds < 60:
+        text = f"{seconds:.9f}".rstrip("0").rstrip(".")
+        return f"{text or '0'}s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    tail = f"{int(minutes)}m{format_duration(secs)}"
+    return f"{int(hours)}h{tail}" if hours else tail
 
 
 def _git(*args: str, stdout_bytes: bool = False) -> Any:
@@ -81,10 +100,25 @@ def _drop_condition(status: dict, type_: str) -> None:
     status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != type_]
 
 
+def _condition(status: dict, type_: str) -> dict | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
+
+
+def _retry_reconciling(status: dict) -> None:
+    """A failed reconcile keeps Reconciling, with reason ProgressingWithRetry (kustomize-controller
+    `finalizeStatus`; source-controller internal/reconcile/reconcile.go `ComputeReconcileResult`)."""
+    ready, reconciling = _condition(status, "Ready"), _condition(status, "Reconciling")
+    if ready is not None and ready.get("status") == "False" and reconciling is not None:
+        reconciling["reason"] = "ProgressingWithRetry"
+
+
 class SourceController:
     def __init__(self, store: Store):
         self.store = store
         self._next: dict[tuple[str, str], float] = {}
+        # observedGeneration moves only on success, so the generation last acted on is kept here
+        # (else a failing repository would be fetched on every pass).
+        self._generation: dict[tuple[str, str], Any] = {}
 
     def tick(self) -> None:
         repos, _ = self.store.list(GIT_REPOSITORIES)
@@ -97,9 +131,10 @@ class SourceController:
             st = repo.get("status") or {}
             requested = (meta.get("annotations") or {}).get(REQUESTED_AT)
             due = (now >= self._next.get(key, 0) or (requested and requested != st.get("lastHandledReconcileAt"))
-                   or st.get("observedGeneration") != meta.get("generation"))
+                   or self._generation.get(key) != meta.get("generation"))
             if not due:
                 continue
+            self._generation[key] = meta.get("generation")
             self._next[key] = now + go_duration(spec.get("interval"), 60)
             branch = (spec.get("ref") or {}).get("branch") or "master"
             try:
@@ -112,194 +147,395 @@ class SourceController:
             except RuntimeError as exc:
                 revision, error = None, str(exc)
 
-            def change(obj: dict, revision=revision, error=error, requested=requested) -> None:
+            def change(obj: dict, revision=revision, error=error, requested=requested,
+                       gen=meta.get("generation", 1)) -> None:
                 status = obj.setdefault("status", {})
-                gen = obj["metadata"].get("generation", 1)
-                status["observedGeneration"] = gen
                 if requested:
                     status["lastHandledReconcileAt"] = requested
+                conditions = status.setdefault("conditions", [])
                 if error is not None:
-                    _set_ready(status, "False", "GitOperationFailed",
-                               f"failed to checkout and determine revision: {error}", gen)
+                    message = f"failed to checkout and determine revision: {error}"
+                    set_condition(conditions, "FetchFailed", "True", "GitOperationFailed", message,
+                                  observedGeneration=gen)
+                    set_condition(conditions, "Reconciling", "True", "ProgressingWithRetry",
+                                  "reconciliation in progress", observedGeneration=gen)
+                    _set_ready(status, "False", "GitOperationFailed", message, gen)
                     return
+                status["observedGeneration"] = gen
+                _drop_condition(status, "FetchFailed")
+                _drop_condition(status, "Reconciling")
                 artifact = status.get("artifact") or {}
                 if artifact.get("revision") != revision:
                     status["artifact"] = {"revision": revision, "digest": f"sha256:{sha}{'0' * 24}",
                                           "path": f"gitrepository/{obj['metadata']['namespace']}/"
                                                   f"{obj['metadata']['name']}/{sha}.tar.gz",
                                           "url": "", "lastUpdateTime": _now()}
-                set_condition(status.setdefault("conditions", []), "ArtifactInStorage", "True", "Succeeded",
+                set_condition(status["conditions"], "ArtifactInStorage", "True", "Succeeded",
                               f"stored artifact for revision '{revision}'", observedGeneration=gen)
                 _set_ready(status, "True", "Succeeded", f"stored artifact for revision '{revision}'", gen)
 
             self.store.mutate(GIT_REPOSITORIES, meta["namespace"], meta["name"], change)
 
 
+class _Failed(Exception):
+    """A reconcile that ended with Ready=False `reason`, retried after `requeue` seconds."""
+
+    def __init__(self, reason: str, message: str, requeue: float):
+        super().__init__(message)
+        self.reason, self.message, self.requeue = reason, message, requeue
+
+
 @dataclass
-class _Checking:
+class _Seen:
+    """What the controller's watches last delivered for one Kustomization: a change to any of
+    these is an event that enqueues it (kustomize-controller internal/controller/
+    kustomization_manager.go: GenerationChangedPredicate, ReconcileRequestedPredicate, and
+    source_predicate.go SourceRevisionChangePredicate)."""
+
+    requested: str | None
+    generation: Any
+    source_revision: str | None
+
+
+@dataclass
+class _HealthCheck:
     revision: str
+    requested: str | None  # the annotation as the reconcile read it; finalizeStatus writes this one
+    generation: Any
+    started: float
     deadline: float
-    timeout: float
+    retry: float
+    interval: float
     targets: list[tuple[str, str]] = field(default_factory=list)
+    next_poll: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """One health check canceled by an event (the CancelHealthCheckOnNewRevision gate)."""
+
+    namespace: str
+    name: str
+    revision: str
+    trigger: str  # Kind/namespace/name of what enqueued the Kustomization
+    at: float     # time.monotonic()
 
 
 class KustomizeController:
-    def __init__(self, store: Store, workdir: Path, services: Any = None):
+    def __init__(self, store: Store, workdir: Path, services: Any = None, *,
+                 cancel_health_check_on_new_revision: bool = False,
+                 dependency_requeue_interval: float = DEPENDENCY_REQUEUE_INTERVAL,
+                 health_check_timeout_floor: float = HEALTH_CHECK_TIMEOUT_FLOOR,
+                 health_check_poll_interval: float = 5.0, fail_fast: bool = True):
         self.store = store
         self.workdir = Path(workdir)
         self.services = services  # a ServiceProxy, or None to ignore Services
-        self.cancel_health_check_on_new_revision = False
+        self.cancel_health_check_on_new_revision = cancel_health_check_on_new_revision
+        self.dependency_requeue_interval = dependency_requeue_interval
+        self.health_check_timeout_floor = health_check_timeout_floor
+        # fluxcd/pkg ssa/manager_wait.go: kustomize-controller's checkHealth polls every 5s
+        # (WaitOptions.Interval), the first poll at once (cli-utils polling/engine/engine.go).
+        self.health_check_poll_interval = health_check_poll_interval
+        # kustomize-controller main.go: fail fast unless DisableFailFastBehavior is set.
+        self.fail_fast = fail_fast
         self._next: dict[tuple[str, str], float] = {}
-        self._checking: dict[tuple[str, str], _Checking] = {}
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._checks: dict[tuple[str, str], _HealthCheck] = {}
+        self.cancellations: list[Cancellation] = []
         self.builds = 0
 
     def tick(self) -> None:
         items, _ = self.store.list(KUSTOMIZATIONS)
+        live = set()
         for ks in items:
+            live.add((ks["metadata"]["namespace"], ks["metadata"]["name"]))
             self._sync(ks)
+        for key in [k for k in self._checks if k not in live]:
+            del self._checks[key]
+
+    def timeout(self, spec: dict) -> float:
+        """kustomize-controller api/v1/kustomization_types.go GetTimeout."""
+        duration = go_duration(spec.get("interval"), 600) - 30
+        if spec.get("timeout"):
+            duration = go_duration(spec["timeout"], duration)
+        return max(duration, self.health_check_timeout_floor)
+
+    # -- events and scheduling -------------------------------------------------------
 
     def _sync(self, ks: dict) -> None:
         meta, spec = ks["metadata"], ks.get("spec") or {}
         key = (meta["namespace"], meta["name"])
-        if spec.get("suspend"):
-            return
-        st = ks.get("status") or {}
-        requested = (meta.get("annotations") or {}).get(REQUESTED_AT)
-        source_rev = self._source_revision(ks)
         now = time.monotonic()
-        checking = self._checking.get(key)
-        if checking is not None:
-            newer = source_rev is not None and source_rev != checking.revision
-            if not (newer and self.cancel_health_check_on_new_revision):
-                self._health(ks, checking, now)
-                return
-            del self._checking[key]  # canceled: the new revision is reconciled right away
-        due = (now >= self._next.get(key, 0) or (requested and requested != st.get("lastHandledReconcileAt"))
-               or (source_rev is not None and source_rev != st.get("lastAttemptedRevision"))
-               or st.get("observedGeneration") != meta.get("generation"))
-        if not due:
+        source = self._source(ks)
+        trigger = self._trigger(ks, source)
+        check = self._checks.get(key)
+        if check is not None:
+            if trigger is not None and self.cancel_health_check_on_new_revision:
+                self._cancel(ks, check, trigger, now)
+            else:
+                self._health(ks, check, now)
             return
-        interval = go_duration(spec.get("interval"), 600)
-        self._next[key] = now + go_duration(spec.get("retryInterval"), interval)
-        if source_rev is None:
-            self._status(ks, requested, "False", "ArtifactFailed",
-                         "Source artifact not found, retrying in " + format_duration(interval))
+        if trigger is None and now < self._next.get(key, 0):
             return
-        timeout = go_duration(spec.get("timeout"), interval)
-        self._status(ks, requested, "Unknown", "Progressing",
-                     f"Fetching manifests for revision {source_rev} with a timeout of {format_duration(timeout)}",
-                     attempted=source_rev, reconciling=True)
-        try:
-            documents = self._build(ks, source_rev)
-        except RuntimeError as exc:
-            self._status(ks, requested, "False", "BuildFailed", str(exc), attempted=source_rev)
+        requested = (meta.get("annotations") or {}).get(REQUESTED_AT)
+        self._seen[key] = _Seen(requested, meta.get("generation"), _artifact_revision(source))
+        if spec.get("suspend"):
+            # Reconcile() returns early, but its deferred finalizeStatus still records the request.
+            self._finalize(ks, requested, meta.get("generation", 1), lambda status: None)
+            self._next[key] = float("inf")
             return
-        applied = self._apply(ks, documents)
-        wait = bool(spec.get("wait"))
-        checks = [(h.get("namespace") or meta["namespace"], h.get("name")) for h in spec.get("healthChecks") or []
-                  if h.get("kind") == "Deployment"]
-        targets = applied if wait else checks
-        if wait or spec.get("healthChecks"):
-            self._checking[key] = _Checking(source_rev, now + timeout, timeout, targets)
-            self._status(ks, requested, "Unknown", "Progressing",
-                         f"Running health checks for revision {source_rev} with a timeout of "
-                         f"{format_duration(timeout)}", attempted=source_rev, reconciling=True)
-            return
-        self._status(ks, requested, "True", "ReconciliationSucceeded", f"Applied revision: {source_rev}",
-                     attempted=source_rev, applied=source_rev)
-        self._next[key] = now + interval
+        self._reconcile(ks, source, requested, now)
 
-    def _source_revision(self, ks: dict) -> str | None:
+    def _trigger(self, ks: dict, source: dict | None) -> str | None:
+        """Kind/namespace/name of the event that enqueued this Kustomization since its last
+        reconcile started, or None."""
+        meta = ks["metadata"]
+        seen = self._seen.get((meta["namespace"], meta["name"]))
+        own = f"Kustomization/{meta['namespace']}/{meta['name']}"
+        if seen is None:
+            return own
+        if (meta.get("annotations") or {}).get(REQUESTED_AT) != seen.requested \
+                or meta.get("generation") != seen.generation:
+            return own
+        revision = _artifact_revision(source)
+        if source is not None and revision is not None and revision != seen.source_revision:
+            return f"{source.get('kind', 'GitRepository')}/{source['metadata']['namespace']}/" \
+                   f"{source['metadata']['name']}"
+        return None
+
+    # -- one reconcile -----------------------------------------------------------------
+
+    def _reconcile(self, ks: dict, source: dict | None, requested: str | None, now: float) -> None:
+        meta, spec = ks["metadata"], ks.get("spec") or {}
+        key = (meta["namespace"], meta["name"])
+        generation = meta.get("generation", 1)
+        interval = go_duration(spec.get("interval"), 600)
+        retry = go_duration(spec.get("retryInterval"), interval)
+        try:
+            revision = self._check_source(ks, source, retry)
+            self._check_dependencies(ks, revision)
+            targets = self._fetch_build_apply(ks, source, revision, retry)
+        except _Failed as failed:
+            reason, message = failed.reason, failed.message
+            self._finalize(ks, requested, generation, lambda status: _set_ready(
+                status, "False", reason, message, generation))
+            self._next[key] = now + failed.requeue
+            return
+        if targets is None:
+            self._succeed(ks, requested, generation, revision, None)
+            self._next[key] = now + interval
+            return
+        timeout = self.timeout(spec)
+        message = f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
+
+        def running(status: dict) -> None:
+            conditions = status.setdefault("conditions", [])
+            set_condition(conditions, "Reconciling", "True", "Progressing", message, observedGeneration=generation)
+            set_condition(conditions, "Healthy", "Unknown", "Progressing", message, observedGeneration=generation)
+
+        self._write(ks, running)
+        self._checks[key] = _HealthCheck(revision, requested, generation, now, now + timeout, retry, interval,
+                                         targets, next_poll=now)
+        self._health(ks, self._checks[key], now)
+
+    def _check_source(self, ks: dict, source: dict | None, retry: float) -> str:
+        ref = (ks.get("spec") or {}).get("sourceRef") or {}
+        if source is None:
+            # the API server's NotFound text, as getSource returns it
+            raise _Failed("ArtifactFailed", f'{ref.get("kind", "GitRepository").lower()}s.source.toolkit.fluxcd.io '
+                                            f'"{ref.get("name", "")}" not found', retry)
+        revision = _artifact_revision(source)
+        if revision is None:
+            raise _Failed("ArtifactFailed", "Source artifact not found, retrying in "
+                          + format_duration(self.dependency_requeue_interval), self.dependency_requeue_interval)
+        return revision
+
+    def _check_dependencies(self, ks: dict, revision: str) -> None:
+        """kustomize-controller `checkDependencies` (readyExpr/CEL is not simulated)."""
+        meta, spec = ks["metadata"], ks.get("spec") or {}
+        own_ref = spec.get("sourceRef") or {}
+        for dep_ref in spec.get("dependsOn") or []:
+            ns, name = dep_ref.get("namespace") or meta["namespace"], dep_ref.get("name", "")
+            dep = self.store.find(KUSTOMIZATIONS, ns, name)
+            problem = None
+            if dep is None:
+                problem = (f"dependency '{ns}/{name}' not found: kustomizations.kustomize.toolkit.fluxcd.io "
+                           f'"{name}" not found')
+            else:
+                st = dep.get("status") or {}
+                ready = _condition(st, "Ready")
+                dep_src = (dep.get("spec") or {}).get("sourceRef") or {}
+                same_source = (dep_src.get("name") == own_ref.get("name")
+                               and (dep_src.get("namespace") or ns) == (own_ref.get("namespace") or meta["namespace"])
+                               and dep_src.get("kind") == own_ref.get("kind"))
+                if not st.get("conditions") or dep["metadata"].get("generation") != st.get("observedGeneration") \
+                        or ready is None or ready.get("status") != "True":
+                    problem = f"dependency '{ns}/{name}' is not ready"
+                elif same_source and st.get("lastAppliedRevision") != revision:
+                    problem = f"dependency '{ns}/{name}' revision is not up to date"
+            if problem is not None:
+                raise _Failed("DependencyNotReady", problem, self.dependency_requeue_interval)
+
+    def _fetch_build_apply(self, ks: dict, source: dict, revision: str,
+                           retry: float) -> list[tuple[str, str]] | None:
+        """The steps of kustomize-controller `reconcile` up to the health check; the Deployments to
+        health-check, or None when there is no health check."""
+        spec = ks.get("spec") or {}
+        generation = ks["metadata"].get("generation", 1)
+        timeout_text = format_duration(self.timeout(spec))
+
+        def progress(step: str, attempted: str | None = None, ready: bool = False) -> None:
+            def change(status: dict) -> None:
+                if ready:
+                    _set_ready(status, "Unknown", "Progressing", "Reconciliation in progress", generation)
+                if attempted:
+                    status["lastAttemptedRevision"] = attempted
+                set_condition(status.setdefault("conditions", []), "Reconciling", "True", "Progressing",
+                              f"{step} for revision {revision} with a timeout of {timeout_text}",
+                              observedGeneration=generation)
+            self._write(ks, change)
+
+        progress("Fetching manifests", ready=True)
+        self.builds += 1
+        tmp = Path(tempfile.mkdtemp(prefix="kustomization-", dir=self.workdir))
+        try:
+            self._fetch(source, revision, tmp)
+            path = spec.get("path") or "./"
+            target = (tmp / path.lstrip("/")).resolve()
+            # securejoin keeps the path inside the artifact; os.Stat must then find it.
+            if not target.is_relative_to(tmp.resolve()) or not target.exists():
+                raise _Failed("ArtifactFailed", f"kustomization path not found: stat {tmp}/{path.lstrip('./')}: "
+                                                "no such file or directory", retry)
+            # lastAttemptedRevision moves only once the artifact and its path are there.
+            progress("Building manifests", attempted=revision)
+            documents = self._build(target, tmp, retry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        progress("Detecting drift")
+        target_ns = spec.get("targetNamespace")
+        problem = dryrun.first_refusal(documents, lambda d: target_ns or (d.get("metadata") or {}).get("namespace")
+                                       or "default")
+        if problem is not None:
+            # kustomize-controller `apply` appends the (empty) change log after a newline.
+            raise _Failed("ReconciliationFailed", f"{problem}\n", retry)
+        applied = self._apply(ks, documents)
+        checks = [(h.get("namespace") or ks["metadata"]["namespace"], h.get("name"))
+                  for h in spec.get("healthChecks") or [] if h.get("kind") == "Deployment"]
+        targets = applied if spec.get("wait") else checks
+        if not (spec.get("wait") or spec.get("healthChecks")) or not targets:
+            return None
+        return targets
+
+    def _fetch(self, source: dict, revision: str, dest: Path) -> None:
+        url = _local_repo(((source or {}).get("spec") or {}).get("url", ""))
+        sha = revision.rsplit("@", 1)[-1].split(":", 1)[-1]
+        try:
+            archive = _git("--git-dir", url, "archive", "--format=tar", sha, stdout_bytes=True)
+        except RuntimeError:
+            # fetch.ErrFileNotFound: the artifact the source advertises is not there (yet)
+            raise _Failed("ArtifactFailed", "Source is not ready, artifact not found, retrying in "
+                          + format_duration(self.dependency_requeue_interval),
+                          self.dependency_requeue_interval) from None
+        _extract(archive, dest)
+
+    def _build(self, target: Path, tmp: Path, retry: float) -> list[dict]:
+        from ruamel.yaml import YAML
+
+        proc = subprocess.run([kubectl(), "kustomize", str(target)], capture_output=True, check=False,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().replace(str(tmp) + "/", "")
+            raise _Failed("BuildFailed", f"kustomize build failed: {err}", retry)
+        return [d for d in YAML(typ="safe").load_all(proc.stdout.decode()) if isinstance(d, dict)]
+
+    # -- the health check ------------------------------------------------------------
+
+    def _health(self, ks: dict, check: _HealthCheck, now: float) -> None:
+        """fluxcd/pkg ssa/manager_wait.go WaitForSetWithContext, one poll."""
+        if now < check.next_poll and now < check.deadline:
+            return
+        check.next_poll = now + self.health_check_poll_interval
+        key = (ks["metadata"]["namespace"], ks["metadata"]["name"])
+        looks = [(f"Deployment/{ns}/{name}", kstatus.deployment_status(self.store.find(DEPLOYMENTS, ns, name))[0])
+                 for ns, name in check.targets]
+        elapsed = format_duration(round(now - check.started, 6))
+        if all(status == kstatus.CURRENT for _, status in looks):
+            del self._checks[key]
+            self._succeed(ks, check.requested, check.generation, check.revision, f"Health check passed in {elapsed}")
+            self._next[key] = now + check.interval
+            return
+        failed = [(ref, status) for ref, status in looks if status == kstatus.FAILED]
+        terminal = all(status in (kstatus.CURRENT, kstatus.FAILED) for _, status in looks)
+        if failed and (self.fail_fast or terminal):
+            error = "failed early due to stalled resources: [" + \
+                    ", ".join(f"{ref} status: '{status}'" for ref, status in failed) + "]"
+        elif now >= check.deadline:
+            error = "timeout waiting for: [" + \
+                    ", ".join(f"{ref} status: '{status}'" for ref, status in looks if status != kstatus.CURRENT) + "]"
+        else:
+            return
+        del self._checks[key]
+        message = f"health check failed after {elapsed}: {error}"
+
+        def failed_check(status: dict) -> None:
+            _set_ready(status, "False", "HealthCheckFailed", message, check.generation)
+            set_condition(status.setdefault("conditions", []), "Healthy", "False", "HealthCheckFailed", error,
+                          observedGeneration=check.generation)
+
+        self._finalize(ks, check.requested, check.generation, failed_check)
+        self._next[key] = now + check.retry
+
+    def _cancel(self, ks: dict, check: _HealthCheck, trigger: str, now: float) -> None:
+        """kustomize-controller `Reconcile`, the QueueEventSource branch: Ready=False
+        HealthCheckCanceled, then requeued at once."""
+        meta = ks["metadata"]
+        key = (meta["namespace"], meta["name"])
+        del self._checks[key]
+        self.cancellations.append(Cancellation(meta["namespace"], meta["name"], check.revision, trigger, now))
+        self._finalize(ks, check.requested, check.generation, lambda status: _set_ready(
+            status, "False", "HealthCheckCanceled", f"New reconciliation triggered by {trigger}", check.generation))
+        self._next[key] = now
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _succeed(self, ks: dict, requested: str | None, generation: Any, revision: str,
+                 healthy: str | None) -> None:
+        def change(status: dict) -> None:
+            status["lastAppliedRevision"] = revision
+            _set_ready(status, "True", "ReconciliationSucceeded", f"Applied revision: {revision}", generation)
+            if healthy is None:
+                _drop_condition(status, "Healthy")
+            else:
+                set_condition(status["conditions"], "Healthy", "True", "Succeeded", healthy,
+                              observedGeneration=generation)
+
+        self._finalize(ks, requested, generation, change)
+
+    def _write(self, ks: dict, change: Any) -> None:
+        self.store.mutate(KUSTOMIZATIONS, ks["metadata"]["namespace"], ks["metadata"]["name"],
+                          lambda obj: change(obj.setdefault("status", {})))
+
+    def _finalize(self, ks: dict, requested: str | None, generation: Any, change: Any) -> None:
+        """kustomize-controller `finalizeStatus`: the end of every reconcile."""
+        def finish(status: dict) -> None:
+            change(status)
+            if requested is not None:
+                status["lastHandledReconcileAt"] = requested
+            ready = _condition(status, "Ready")
+            if ready is not None and ready.get("status") == "True":
+                _drop_condition(status, "Reconciling")
+                status["observedGeneration"] = generation
+            _retry_reconciling(status)
+
+        self._write(ks, finish)
+
+    def _source(self, ks: dict) -> dict | None:
         ref = (ks.get("spec") or {}).get("sourceRef") or {}
         if ref.get("kind", "GitRepository") != "GitRepository":
             return None
-        source = self.store.find(GIT_REPOSITORIES, ref.get("namespace") or ks["metadata"]["namespace"],
-                                 ref.get("name", ""))
-        if source is None:
-            return None
-        return ((source.get("status") or {}).get("artifact") or {}).get("revision")
+        return self.store.find(GIT_REPOSITORIES, ref.get("namespace") or ks["metadata"]["namespace"],
+                               ref.get("name", ""))
 
-    def _health(self, ks: dict, checking: _Checking, now: float) -> None:
-        meta = ks["metadata"]
-        key = (meta["namespace"], meta["name"])
-        pending = [f"Deployment/{ns}/{name}" for ns, name in checking.targets if not self._rolled_out(ns, name)]
-        if not pending:
-            del self._checking[key]
-            self._status(ks, None, "True", "ReconciliationSucceeded", f"Applied revision: {checking.revision}",
-                         attempted=checking.revision, applied=checking.revision, healthy="True")
-            self._next[key] = now + go_duration((ks.get("spec") or {}).get("interval"), 600)
-        elif now >= checking.deadline:
-            del self._checking[key]
-            listed = ", ".join(f"{p} status: 'InProgress'" for p in pending)
-            self._status(ks, None, "False", "HealthCheckFailed",
-                         f"health check failed after {format_duration(checking.timeout)}: "
-                         f"timeout waiting for: [{listed}]", attempted=checking.revision, healthy="False")
-
-    def _rolled_out(self, namespace: str, name: str) -> bool:
-        dep = self.store.find(DEPLOYMENTS, namespace, name)
-        if dep is None:
-            return False
-        st, want = dep.get("status") or {}, int((dep.get("spec") or {}).get("replicas", 1))
-        return (st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 1)
-                and st.get("updatedReplicas", 0) == want and st.get("availableReplicas", 0) >= want
-                and st.get("replicas", 0) == want)
-
-    def _status(self, ks: dict, requested: str | None, ready: str, reason: str, message: str, *,
-                attempted: str | None = None, applied: str | None = None, reconciling: bool = False,
-                healthy: str | None = None) -> None:
-        def change(obj: dict) -> None:
-            status = obj.setdefault("status", {})
-            gen = obj["metadata"].get("generation", 1)
-            status["observedGeneration"] = gen
-            if requested:
-                status["lastHandledReconcileAt"] = requested
-            if attempted:
-                status["lastAttemptedRevision"] = attempted
-            if applied:
-                status["lastAppliedRevision"] = applied
-            _set_ready(status, ready, reason, message, gen)
-            if reconciling:
-                set_condition(status["conditions"], "Reconciling", "True", "Progressing", message,
-                              observedGeneration=gen)
-            else:
-                _drop_condition(status, "Reconciling")
-            if healthy is not None:
-                set_condition(status["conditions"], "Healthy", healthy,
-                              "Succeeded" if healthy == "True" else "HealthCheckFailed",
-                              "Health check passed" if healthy == "True" else message, observedGeneration=gen)
-
-        self.store.mutate(KUSTOMIZATIONS, ks["metadata"]["namespace"], ks["metadata"]["name"], change)
-
-    def _build(self, ks: dict, revision: str) -> list[dict]:
-        """git archive the source commit, `kubectl kustomize` spec.path; the YAML documents."""
-        from ruamel.yaml import YAML
-
-        ref = ks["spec"].get("sourceRef") or {}
-        source = self.store.find(GIT_REPOSITORIES, ref.get("namespace") or ks["metadata"]["namespace"],
-                                 ref.get("name", ""))
-        url = _local_repo(((source or {}).get("spec") or {}).get("url", ""))
-        sha = revision.rsplit("@", 1)[-1].split(":", 1)[-1]
-        self.builds += 1
-        tmp = Path(tempfile.mkdtemp(prefix="ks-", dir=self.workdir))
-        try:
-            try:
-                archive = _git("--git-dir", url, "archive", "--format=tar", sha, stdout_bytes=True)
-            except RuntimeError as exc:
-                raise RuntimeError(f"failed to get artifact for revision {revision}: {exc}") from None
-            _extract(archive, tmp)
-            path = (ks["spec"].get("path") or "./").lstrip("/")
-            target = (tmp / path).resolve()
-            if not target.is_relative_to(tmp.resolve()) or not target.is_dir():
-                raise RuntimeError(f"kustomization path not found: {path}")
-            proc = subprocess.run([kubectl(), "kustomize", str(target)], capture_output=True, check=False,
-                                  stdin=subprocess.DEVNULL, timeout=60)
-            if proc.returncode != 0:
-                err = proc.stderr.decode("utf-8", "replace").strip().replace(str(tmp) + "/", "")
-                raise RuntimeError(f"kustomize build failed: {err}")
-            docs = [d for d in YAML(typ="safe").load_all(proc.stdout.decode()) if isinstance(d, dict)]
-            return docs
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _apply(self, ks: dict, documents: list[dict]) -> list[tuple[str, str]]:
         """Create or update the Deployments; the rest only goes into the inventory."""
@@ -383,3 +619,7 @@ def _extract(archive: bytes, dest: Path) -> None:
                     or not target.is_relative_to(root) or not link.is_relative_to(root):
                 raise RuntimeError(f"refusing archive member {member.name!r}")
         tar.extractall(dest)
+
+
+def _artifact_revision(source: dict | None) -> str | None:
+    return (((source or {}).get("status") or {}).get("artifact") or {}).get("revision")

@@ -11,20 +11,42 @@ from __future__ import annotations
 
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from gitopsctl.harness.kube.controllers import DeploymentController, ReplicaSetController
-from gitopsctl.harness.kube.fluxsim import KustomizeController, SourceController
+from gitopsctl.harness.kube.fluxsim import (DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR,
+                                            KustomizeController, SourceController)
 from gitopsctl.harness.kube.kubelet import Kubelet
 from gitopsctl.harness.kube.proxy import ServiceProxy
 from gitopsctl.harness.kube.store import Store
 
 
+@dataclass(frozen=True)
+class FluxOptions:
+    """kustomize-controller's flags and feature gates, Flux's defaults unless a test scales them.
+
+    cancel_health_check_on_new_revision: the CancelHealthCheckOnNewRevision gate (off in Flux,
+    on in this homelab: clusters/homelab/flux-system/kustomization.yaml).
+    dependency_requeue_interval: --requeue-dependency (30s).
+    health_check_timeout_floor: the 30s minimum of GetTimeout; tests that wait out a
+    shortened spec.timeout lower it.
+    health_check_poll_interval: how often the health check reads the objects (5s).
+    fail_fast: off only with the DisableFailFastBehavior gate.
+    """
+
+    cancel_health_check_on_new_revision: bool = False
+    dependency_requeue_interval: float = DEPENDENCY_REQUEUE_INTERVAL
+    health_check_timeout_floor: float = HEALTH_CHECK_TIMEOUT_FLOOR
+    health_check_poll_interval: float = 5.0
+    fail_fast: bool = True
+
+
 class ClusterSimulator:
     def __init__(self, store: Store, workdir: Path, *, docker_client: Any = None,
                  registry_auth: dict[str, dict[str, str]] | None = None, restart_backoff: float = 0.5,
-                 max_backoff: float = 5.0, sim_id: str | None = None):
+                 max_backoff: float = 5.0, sim_id: str | None = None, flux: FluxOptions | None = None):
         self.store = store
         self.sim_id = sim_id or secrets.token_hex(4)
         self.workdir = Path(workdir)
@@ -33,7 +55,13 @@ class ClusterSimulator:
         network = f"127.{secrets.randbelow(150) + 100}.{secrets.randbelow(256)}."
         self.services = ServiceProxy(store, network)
         self.source = SourceController(store)
-        self.kustomize = KustomizeController(store, self.workdir, services=self.services)
+        flux = flux or FluxOptions()
+        self.kustomize = KustomizeController(
+            store, self.workdir, services=self.services,
+            cancel_health_check_on_new_revision=flux.cancel_health_check_on_new_revision,
+            dependency_requeue_interval=flux.dependency_requeue_interval,
+            health_check_timeout_floor=flux.health_check_timeout_floor,
+            health_check_poll_interval=flux.health_check_poll_interval, fail_fast=flux.fail_fast)
         self.deployments = DeploymentController(store)
         self.replicasets = ReplicaSetController(store)
         self.errors: list[str] = []  # controller and kubelet failures; tests assert it stays empty
