@@ -202,7 +202,8 @@ class KubeTarget:
             ready = flux.condition(ks)
             applied = flux.status(ks).get("lastAppliedRevision", "")
             report.revision = applied or None
-            checks.append(Check("flux", bool(ready and ready.true) and not flux.suspended(ks),
+            ok = (bool(ready and ready.true) or _reconciling(ks)) and not flux.suspended(ks)
+            checks.append(Check("flux", ok,
                                 f"Kustomization {ks_ref.namespace}/{ks_ref.name}: "
                                 + (f"{ready.reason}: {ready.message}" if ready else "no Ready condition")
                                 + (" (suspended)" if flux.suspended(ks) else ""),
@@ -420,6 +421,7 @@ class _Waiter:
         self.events: queue.Queue[_PodEvent] = queue.Queue()
         self.watcher: _PodWatcher | None = None
         self.flux_state = "pending"
+        self.flux_reason = ""
         self.want = flux.git_revision(target.branch, sha)
 
     def stop(self) -> None:
@@ -446,7 +448,7 @@ class _Waiter:
                     failed = self._look_at_flux()
                     if failed is not None:
                         return failed
-                failure = self._drain_pod_events()
+                failure = self._drain_pod_events() or self._rejudge_pods()
                 if failure is not None:
                     return failure
                 deployment = t.kube.get_deployment(dep_ref.namespace, dep_ref.name, deadline=self.deadline)
@@ -497,6 +499,16 @@ class _Waiter:
             if event.problem is not None:
                 return self._pod_failure(event.problem, event.seen_at)
 
+    def _rejudge_pods(self) -> HealthReport | None:
+        """Verdicts that come with time alone (a pull failure outlasting its grace) bring no watch event."""
+        if self.watcher is None:
+            return None
+        for pod in self.watcher.pods():
+            problem = pod_problem(pod)
+            if problem is not None:
+                return self._pod_failure(problem, time.time())
+        return None
+
     def _pod_failure(self, problem: PodProblem, seen_at: float) -> HealthReport:
         t = self.t
         namespace = t.settings.deployment.namespace
@@ -519,7 +531,9 @@ class _Waiter:
             return self.report(False, f"{t.name} Kustomization {verdict.reason}",
                                [Check("flux", False, f"Kustomization {ref.namespace}/{ref.name}: "
                                                      f"{verdict.reason}: {verdict.message}", self._pod_evidence())])
-        self.flux_state = verdict.state
+        if verdict.reason in flux.RETRIED_BY_FLUX and verdict.reason != self.flux_reason:
+            t.progress(f"Kustomization {ref.namespace}/{ref.name}: {verdict.reason}: {verdict.message}")
+        self.flux_state, self.flux_reason = verdict.state, verdict.reason
         return None
 
     def _ensure_watcher(self, deployment: dict) -> None:
@@ -585,6 +599,17 @@ def _flux_look(kind: str, ref: ObjectRef, obj: Mapping[str, Any],
     if problem:
         return Check(name, False, f"{label}: {problem}", evidence), sha
     return Check(name, True, f"{label}: Ready at {shown}", evidence), sha
+
+
+def _reconciling(ks: Mapping[str, Any]) -> bool:
+    """Flux is in the middle of a reconcile, not failing: Reconciling=True with Ready=Unknown
+    (kustomize-controller marks Ready Unknown while it fetches, applies and health-checks, and its
+    health check reads the objects only every 5 s, fluxcd/pkg ssa/manager_wait.go), or a canceled
+    health check it has re-queued. One look judges the rollout, pods and HTTP instead."""
+    ready, reconciling = flux.condition(ks), flux.condition(ks, "Reconciling")
+    if reconciling is None or not reconciling.true or ready is None:
+        return False
+    return ready.status == "Unknown" or (ready.false and ready.reason in flux.RETRIED_BY_FLUX)
 
 
 def _selector(deployment: Mapping[str, Any]) -> str:

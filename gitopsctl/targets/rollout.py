@@ -2,19 +2,35 @@
 
 The same rules `kubectl rollout status` applies, plus the container states that mean a
 rollout will not recover on its own, so a caller can stop waiting the moment the API
-shows one.
+shows one. Verdicts that depend on how long a state has lasted take the time (`now`,
+seconds since the epoch, as the API's timestamps are) from the caller.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Mapping
 
-# Waiting reasons the kubelet reports for containers that will not start without a change.
+# Waiting reasons the kubelet reports for containers that will not start without a change
+# (the two pull reasons only once they outlast PULL_FAILURE_GRACE).
 FAILING_WAIT_REASONS = frozenset({
     "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
-    "CreateContainerError", "InvalidImageName", "RunContainerError",
+    "CreateContainerError", "InvalidImageName", "RunContainerError", "ErrImageNeverPull",
 })
+# A pull can fail for a moment (a registry restart, a failover) and the kubelet retries it,
+# with back-offs of 10 s then 20 s (pkg/kubelet/images/image_manager.go), so its third
+# attempt comes about 30 s after the first. Judging a pull failure only once it has lasted
+# longer than that lets a registry that is back within ~30 s cost a delay, not a rollback
+# of a good release; a tag that never exists still fails within ~30 s plus one back-off,
+# well inside any deploy deadline.
+PULL_WAIT_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+PULL_FAILURE_GRACE = 30.0
+# The kubelet forgets a container's crash back-off once it has run for 2 x its 5 min cap
+# (client-go util/flowcontrol/backoff.go hasExpired): a restart older than that is history,
+# not a crash loop.
+CRASH_MEMORY = 600.0
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 
@@ -81,8 +97,17 @@ class PodProblem:
         return lines
 
 
-def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
-    """The first container state in `pod` that means it will not become healthy, or None."""
+def pod_problem(pod: Mapping[str, Any], now: float | None = None, *, pull_grace: float = PULL_FAILURE_GRACE,
+                crash_memory: float = CRASH_MEMORY) -> PodProblem | None:
+    """The first container state in `pod` that means it will not become healthy, or None.
+
+    `now` defaults to the wall clock. A pull failure counts once it has lasted more than
+    `pull_grace` seconds since the kubelet took the pod (status.startTime). A container
+    that exited non-zero and was restarted is judged a crash loop at that restart, one
+    exit before the kubelet shows CrashLoopBackOff, unless its last run ended more than
+    `crash_memory` seconds ago.
+    """
+    now = time.time() if now is None else now
     name = (pod.get("metadata") or {}).get("name", "?")
     st = pod.get("status") or {}
     statuses = list(st.get("initContainerStatuses") or []) + list(st.get("containerStatuses") or [])
@@ -92,6 +117,8 @@ def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
         restarts = int(cs.get("restartCount") or 0)
         waiting = state.get("waiting") or {}
         exit_code = last.get("exitCode")
+        if waiting.get("reason") in PULL_WAIT_REASONS and _pull_failing_for(pod, now) <= pull_grace:
+            continue
         if waiting.get("reason") in FAILING_WAIT_REASONS:
             reason = waiting["reason"]
             # A crash loop whose crashes are OOM kills is an OOM loop; say so.
@@ -104,9 +131,31 @@ def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
             oom = terminated if terminated.get("reason") == "OOMKilled" else last
             return PodProblem(name, cs.get("name", "?"), "OOMKilled", restarts,
                               oom.get("message", ""), oom.get("exitCode"))
+        if restarts > 0 and exit_code not in (None, 0) and not waiting \
+                and now - _epoch(last.get("finishedAt"), default=now) <= crash_memory:
+            return PodProblem(name, cs.get("name", "?"), "CrashLoopBackOff", restarts,
+                              f"exited with code {exit_code} ({last.get('reason') or 'Error'}) and was restarted: "
+                              "a crash loop, judged before the kubelet backs off at the next exit", exit_code)
     if st.get("phase") == "Failed":
         return PodProblem(name, "", st.get("reason") or "Failed", 0, st.get("message", ""))
     return None
+
+
+def _pull_failing_for(pod: Mapping[str, Any], now: float) -> float:
+    """Seconds the pod has waited for its images; unbounded when the pod says nothing of its start."""
+    st = pod.get("status") or {}
+    started = _epoch(st.get("startTime") or (pod.get("metadata") or {}).get("creationTimestamp"), default=None)
+    return float("inf") if started is None else now - started
+
+
+def _epoch(stamp: Any, *, default: float | None) -> float | None:
+    """An RFC 3339 timestamp of the API as seconds since the epoch; `default` when absent or unreadable."""
+    if not isinstance(stamp, str) or not stamp:
+        return default
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
 
 
 def pod_summary(pod: Mapping[str, Any]) -> str:

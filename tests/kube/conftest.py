@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from gitopsctl.config import KubernetesTarget, ObjectRef
-from gitopsctl.harness.kube import KubeEmulator
+from gitopsctl.harness.kube import FluxOptions, KubeEmulator
+from gitopsctl.harness.kube.store import KUSTOMIZATIONS
 from gitopsctl.harness.ports import free_port
 from gitopsctl.health import probe_http
 from gitopsctl.targets.kubernetes import KubeTarget
@@ -54,7 +55,10 @@ def frontend_image(frontend_build) -> str:
 def kube(tmp_path, docker_client, registry):
     auth = {registry.url: {"username": registry.username, "password": registry.password}}
     emulator = KubeEmulator(tmp_path / "kube", docker_client=docker_client, registry_auth=auth,
-                            restart_backoff=0.5, max_backoff=2.0)
+                            restart_backoff=0.5, max_backoff=2.0,
+                            # Flux never lets a health check time out under 30 s; these tests
+                            # judge short timeouts, so the floor is lowered for them alone.
+                            flux=FluxOptions(health_check_timeout_floor=1.0))
     with emulator:
         yield emulator
         errors = emulator.simulator.errors if emulator.simulator else []
@@ -201,4 +205,14 @@ def cluster(kube, make_git_remote, frontend_image) -> Cluster:
     while not probe_http(cluster.health_url, timeout=1).ok:
         assert time.monotonic() < deadline, f"first release never became healthy: {kube.simulator.errors}"
         time.sleep(0.1)
+    # ... and Flux done with it: a request made while its health check still runs waits behind
+    # it (up to one 5 s poll), which would eat a short test deadline.
+    while not _ready(kube.store.get(KUSTOMIZATIONS, "flux-system", "apps")):
+        assert time.monotonic() < deadline, "the first release's Kustomization never became Ready"
+        time.sleep(0.1)
     return cluster
+
+
+def _ready(kustomization: dict) -> bool:
+    conditions = kustomization.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

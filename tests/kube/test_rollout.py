@@ -23,12 +23,14 @@ DETECTION_BUDGET = 2.0  # seconds from the API showing a failing state to gitops
 
 
 def _shown_at(cluster, report) -> float:
-    """When the API first showed the reported pod in a failing state (e.g. ErrImagePull
-    before the ImagePullBackOff that may be what gets reported)."""
+    """When the API first showed the reported pod failing: a failing waiting reason (e.g.
+    ErrImagePull before the ImagePullBackOff that may be what gets reported) or a non-zero
+    exit (state.terminated), which a crash-loop verdict may follow before any reason shows."""
     from gitopsctl.targets.rollout import FAILING_WAIT_REASONS
 
     times = [t.at for t in cluster.kube.simulator.kubelet.transitions
-             if t.pod == report.details["pod"] and t.reason in FAILING_WAIT_REASONS]
+             if t.pod == report.details["pod"]
+             and (t.reason in FAILING_WAIT_REASONS or (t.state == "terminated" and t.reason != "Completed"))]
     assert times, f"the simulator never showed {report.details}"
     return min(times)
 
@@ -74,7 +76,12 @@ def test_missing_image_is_err_image_pull(cluster):
     assert not report.healthy
     assert report.details["pod_reason"] in ("ErrImagePull", "ImagePullBackOff"), report.reason
     assert "does-not-exist" in " ".join(report.failed_check.evidence)
-    assert report.details["reported_at"] - _shown_at(cluster, report) < DETECTION_BUDGET
+    # A pull failure is a verdict only once it outlasts the grace (a registry blip is retried).
+    from gitopsctl.targets.rollout import PULL_FAILURE_GRACE
+
+    judged = _shown_at(cluster, report) + PULL_FAILURE_GRACE
+    # (startTime, the grace's origin, is to the second and precedes the first failed pull)
+    assert -2.0 <= report.details["reported_at"] - judged < DETECTION_BUDGET
 
 
 def test_readiness_that_never_passes_hits_the_deadline(cluster):
@@ -285,7 +292,10 @@ def test_flux_health_check_failure_ends_the_wait_with_its_reason(cluster):
     report = cluster.deploy(target, sha, timeout=30)
     assert report.reason == "frontend Kustomization HealthCheckFailed", report.to_dict()
     assert "timeout waiting for: [Deployment/web/frontend status: 'InProgress']" in report.failed_check.message
-    assert time.monotonic() - started < 8
+    # Gate off, our request waits behind the running check; when that check fails Flux starts
+    # the queued reconcile within milliseconds, so a once-a-second look may only see the second
+    # HealthCheckFailed: two timeouts plus a look, still well inside our 30 s deadline.
+    assert time.monotonic() - started < 12
 
 
 def test_failing_liveness_probe_restarts_and_is_caught_during_http_sampling(cluster):

@@ -62,10 +62,60 @@ def terminating(obj: dict) -> bool:
     return bool(obj["metadata"].get("deletionTimestamp"))
 
 
+# Deployment condition reasons (kubernetes/kubernetes pkg/controller/deployment/util/deployment_util.go).
+NEW_RS_CREATED = "NewReplicaSetCreated"
+FOUND_NEW_RS = "FoundNewReplicaSet"
+RS_UPDATED = "ReplicaSetUpdated"
+NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
+TIMED_OUT = "ProgressDeadlineExceeded"
+DEFAULT_PROGRESS_DEADLINE = 600  # API defaulting of spec.progressDeadlineSeconds
+NO_PROGRESS_DEADLINE = 2**31 - 1  # math.MaxInt32: the deadline is off
+
+
+def progress_deadline(spec: dict) -> float | None:
+    value = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
+    return None if value is None or int(value) == NO_PROGRESS_DEADLINE else float(value)
+
+
+def progressing_condition(old: dict, new: dict, desired: int, generation: int, rs_name: str,
+                          deadline: float | None, current: dict | None, idle_for: float) -> dict | None:
+    """The Progressing condition syncRolloutStatus (pkg/controller/deployment/progress.go) sets, or None.
+
+    `old` and `new` are the status before and after this sync, `current` the condition
+    now stored, `idle_for` the seconds since its lastUpdateTime (the last progress).
+    None means: leave the condition as it is.
+    """
+    if deadline is None:
+        return None
+    if current is not None and current.get("reason") == NEW_RS_AVAILABLE \
+            and new["replicas"] == new["updatedReplicas"]:
+        return None  # a finished rollout: nothing to estimate on a resync
+    if (new["updatedReplicas"] == desired and new["replicas"] == desired
+            and new["availableReplicas"] == desired and new["observedGeneration"] >= generation):
+        return {"status": "True", "reason": NEW_RS_AVAILABLE,
+                "message": f'ReplicaSet "{rs_name}" has successfully progressed.', "touch": False}
+    old_olds = old.get("replicas", 0) - old.get("updatedReplicas", 0)
+    new_olds = new["replicas"] - new["updatedReplicas"]
+    if (new["updatedReplicas"] > old.get("updatedReplicas", 0) or new_olds < old_olds
+            or new["readyReplicas"] > old.get("readyReplicas", 0)
+            or new["availableReplicas"] > old.get("availableReplicas", 0)):
+        # Progress moves lastUpdateTime even when the reason stays the same.
+        return {"status": "True", "reason": RS_UPDATED, "message": f'ReplicaSet "{rs_name}" is progressing.',
+                "touch": True}
+    if current is None or current.get("reason") == NEW_RS_AVAILABLE:
+        return None
+    if current.get("reason") == TIMED_OUT or idle_for > deadline:
+        return {"status": "False", "reason": TIMED_OUT, "message": f'ReplicaSet "{rs_name}" has timed out progressing.',
+                "touch": False}
+    return None
+
+
 class DeploymentController:
     def __init__(self, store: Store):
         self.store = store
-        self._progress_started: dict[str, float] = {}  # deployment uid -> when its current rollout began
+        # deployment uid -> time.monotonic() of the Progressing condition's lastUpdateTime, which the
+        # wire format keeps only to the second
+        self._last_progress: dict[str, float] = {}
 
     def tick(self) -> None:
         deployments, _ = self.store.list(DEPLOYMENTS)
@@ -94,18 +144,18 @@ class DeploymentController:
         revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in owned]
         new = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == hash_), None)
         top = max(revisions, default=0)
+        started_rollout = ""
         if new is None:
             new = self._create_replicaset(dep, template, hash_, top + 1)
             owned.append(new)
-            self._progress_started[meta["uid"]] = time.monotonic()
+            # getNewReplicaSet (sync.go): a new ReplicaSet restarts the progress clock.
+            started_rollout = f'Created new replica set "{new["metadata"]["name"]}"'
         elif int((new["metadata"].get("annotations") or {}).get(REVISION, "0")) < top:
             # Rolling back to an older template reuses its ReplicaSet under a new revision.
             def bump(rs: dict) -> None:
                 rs["metadata"].setdefault("annotations", {})[REVISION] = str(top + 1)
 
             new = self.store.mutate(REPLICASETS, ns, new["metadata"]["name"], bump) or new
-            self._progress_started[meta["uid"]] = time.monotonic()
-        self._progress_started.setdefault(meta["uid"], time.monotonic())
         olds = [rs for rs in owned if rs["metadata"]["uid"] != new["metadata"]["uid"]]
         new_available = int((new.get("status") or {}).get("availableReplicas", 0))
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
@@ -119,7 +169,7 @@ class DeploymentController:
             # maxUnavailable 0: old pods keep serving until new ones are available.
             keep = max(0, desired - new_available)
             self._scale_all(sorted(olds, key=_revision, reverse=True), _Allocator(keep))
-        self._write_status(dep, new, olds, desired)
+        self._write_status(dep, new, olds, desired, started_rollout)
 
     def _create_replicaset(self, dep: dict, template: dict, hash_: str, revision: int) -> dict:
         meta = dep["metadata"]
@@ -145,8 +195,9 @@ class DeploymentController:
         for rs in replicasets:
             self._scale(rs, share(int((rs.get("spec") or {}).get("replicas", 0))))
 
-    def _write_status(self, dep: dict, new: dict, olds: list[dict], desired: int) -> None:
+    def _write_status(self, dep: dict, new: dict, olds: list[dict], desired: int, started_rollout: str) -> None:
         meta, spec = dep["metadata"], dep.get("spec") or {}
+        uid = meta["uid"]
         current = self.store.find(REPLICASETS, new["metadata"]["namespace"], new["metadata"]["name"]) or new
         every = [current] + [self.store.find(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"]) or rs
                              for rs in olds]
@@ -158,17 +209,16 @@ class DeploymentController:
         updated = int(cur.get("replicas", 0))
         replicas = total(every, "replicas")
         ready, available = total(every, "readyReplicas"), total(every, "availableReplicas")
-        complete = updated == desired and replicas == desired and available >= desired \
-            and int(cur.get("availableReplicas", 0)) >= desired
-        started = self._progress_started.get(meta["uid"], time.monotonic())
-        deadline = float(spec.get("progressDeadlineSeconds", 600))
+        deadline = progress_deadline(spec)
         rs_name = current["metadata"]["name"]
         revision = (current["metadata"].get("annotations") or {}).get(REVISION)
+        now = time.monotonic()
 
         def change(obj: dict) -> None:
             if revision:
                 obj["metadata"].setdefault("annotations", {})[REVISION] = revision
             st = obj.setdefault("status", {})
+            old = dict(st)
             st.update(observedGeneration=obj["metadata"].get("generation", 1), replicas=replicas,
                       updatedReplicas=updated, readyReplicas=ready, availableReplicas=available,
                       unavailableReplicas=max(0, desired - available))
@@ -179,17 +229,35 @@ class DeploymentController:
             else:
                 set_condition(conds, "Available", "False", "MinimumReplicasUnavailable",
                               "Deployment does not have minimum availability.")
-            if complete:
-                set_condition(conds, "Progressing", "True", "NewReplicaSetAvailable",
-                              f'ReplicaSet "{rs_name}" has successfully progressed.')
-            elif time.monotonic() - started > deadline:
-                set_condition(conds, "Progressing", "False", "ProgressDeadlineExceeded",
-                              f'ReplicaSet "{rs_name}" has timed out progressing.')
-            else:
-                set_condition(conds, "Progressing", "True", "ReplicaSetUpdated",
-                              f'ReplicaSet "{rs_name}" is progressing.')
+            stored = next((c for c in conds if c.get("type") == "Progressing"), None)
+            if deadline is not None and (started_rollout or stored is None):
+                stored = self._set_progressing(conds, uid, "True", NEW_RS_CREATED if started_rollout else FOUND_NEW_RS,
+                                               started_rollout or f'Found new replica set "{rs_name}"', now)
+            idle = now - self._last_progress.get(uid, now)
+            verdict = progressing_condition(old, st, desired, obj["metadata"].get("generation", 1), rs_name,
+                                            deadline, stored, idle)
+            if verdict is None:
+                return
+            if verdict["touch"] or stored is None or (stored.get("status"), stored.get("reason")) != \
+                    (verdict["status"], verdict["reason"]):
+                self._set_progressing(conds, uid, verdict["status"], verdict["reason"], verdict["message"], now)
 
         self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"], change)
+
+    def _set_progressing(self, conds: list[dict], uid: str, status: str, reason: str, message: str,
+                         now: float) -> dict:
+        """Write Progressing with a fresh lastUpdateTime; lastTransitionTime kept while it stays True."""
+        stamp = now_rfc3339()
+        stored = next((c for c in conds if c.get("type") == "Progressing"), None)
+        keep = stored is not None and stored.get("status") == status == "True"
+        cond = {"type": "Progressing", "status": status, "reason": reason, "message": message,
+                "lastUpdateTime": stamp,
+                "lastTransitionTime": stored.get("lastTransitionTime", stamp) if keep and stored else stamp}
+        if stored is not None:
+            conds.remove(stored)
+        conds.append(cond)
+        self._last_progress[uid] = now
+        return cond
 
 
 class _Allocator:

@@ -7,12 +7,24 @@ address from the downward API (`valueFrom.fieldRef: status.podIP`), or from an e
 value of `0.0.0.0`, which the kubelet replaces with the pod IP: in a real pod the
 wildcard address means the pod's own interfaces, and here it must not mean the host's.
 
-What the API then shows is what a kubelet would report: ContainerCreating while
-pulling, ErrImagePull / ImagePullBackOff when the pull fails, Running with Ready from
-the readinessProbe, CrashLoopBackOff with a climbing restartCount and
-lastState.terminated (exit code, reason, OOMKilled when docker says so) when the
-container keeps exiting, a restart when the livenessProbe fails. Restart backoff
-starts at `restart_backoff` seconds and doubles (capped), shortened from the real 10 s.
+What the API shows follows the kubelet's own timeline (kubernetes/kubernetes
+pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff, pkg/kubelet/images/
+image_manager.go, client-go util/flowcontrol/backoff.go):
+
+* an exited container shows `state.terminated` for one sync; the first exit is then
+  restarted at once (restartCount +1 at that restart, `lastState.terminated` holds
+  the exit); from the second exit on it waits in CrashLoopBackOff
+  ("back-off 10s restarting failed container=C pod=P_NS(UID)") for 10 s doubling,
+  capped; an exit more than 2 x the cap after the last restart (10 min on a real
+  node) forgets the back-off: restarted at once, next back-off from the start;
+* a failed pull shows ErrImagePull with the runtime's message, then
+  ImagePullBackOff ("Back-off pulling image \"I\": ErrImagePull: <last error>") until
+  its own back-off (same 10 s doubling and cap) is over, then pulls again; a pull
+  that succeeds starts the container.
+
+The sandbox scales the kubelet's clock down: `restart_backoff` stands for the
+kubelet's 10 s (backOffPeriod in pkg/kubelet/kubelet.go) and `max_backoff` for its
+300 s (MaxContainerBackOff); the sequence of states and counters is unscaled.
 """
 
 from __future__ import annotations
@@ -50,6 +62,51 @@ def split_image(image: str) -> tuple[str, str | None, str | None]:
     return repo, tag, digest
 
 
+class Backoff:
+    """One key of client-go's flowcontrol.Backoff (util/flowcontrol/backoff.go), on time.monotonic().
+
+    The kubelet keeps one per container for restarts and one per pod and image for pulls.
+    """
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+        self.delay: float | None = None  # no entry yet
+        self.last_update = 0.0
+
+    def _expired(self, event_time: float) -> bool:
+        # Stable for twice the cap: start over (hasExpired).
+        return event_time - self.last_update > 2 * self.maximum
+
+    def next(self, event_time: float, now: float) -> None:
+        if self.delay is None or self._expired(event_time):
+            self.delay = self.initial
+        else:
+            self.delay = min(self.delay * 2, self.maximum)
+        self.last_update = now
+
+    def in_backoff_since(self, event_time: float, now: float) -> bool:
+        if self.delay is None or self._expired(event_time):
+            return False
+        return now - event_time < self.delay
+
+    def in_backoff_since_update(self, now: float) -> bool:
+        if self.delay is None or self._expired(now):
+            return False
+        return now - self.last_update < self.delay
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go's time.Duration.String() prints it (10s, 2m40s, 5m0s, 500ms)."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms" if seconds else "0s"
+    minutes, rest = divmod(round(seconds, 9), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{rest:g}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
 @dataclass
 class _Probe:
     spec: dict
@@ -74,8 +131,12 @@ class _Container:
     last_state: dict = field(default_factory=dict)
     restarts: int = 0
     ready: bool = False
-    next_try: float = 0.0
-    pull_failures: int = 0
+    next_try: float = 0.0  # for errors outside the kubelet's two back-offs (config, runtime)
+    crash_backoff: Backoff | None = None
+    pull_backoff: Backoff | None = None
+    last_pull_error: str = ""
+    exited_at: float | None = None  # the exit that waits for the restart decision
+    exit: dict = field(default_factory=dict)  # how the last run ended (lastState.terminated)
     started_at: float = 0.0
     readiness: _Probe | None = None
     liveness: _Probe | None = None
@@ -141,12 +202,10 @@ class PodWorker(threading.Thread):
 
     def _step(self, pod: dict, c: _Container, now: float) -> None:
         if c.docker is None:
-            if now >= c.next_try:
+            if c.exited_at is not None:
+                self._restart_or_back_off(pod, c, now)
+            elif now >= c.next_try:
                 self._start(pod, c)
-            elif c.pull_failures and "ErrImagePull" == (c.state.get("waiting") or {}).get("reason"):
-                # After reporting the pull error, the kubelet backs off: ImagePullBackOff.
-                msg = f'Back-off pulling image "{c.spec.get("image")}"'
-                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
             return
         try:
             c.docker.reload()
@@ -186,7 +245,24 @@ class PodWorker(threading.Thread):
                 if c.readiness.failures >= int(c.readiness.spec.get("failureThreshold", 3)) or not c.ready:
                     c.ready = False
 
-    def _start(self, pod: dict, c: _Container) -> None:
+    def _restart_or_back_off(self, pod: dict, c: _Container, now: float) -> None:
+        """doBackOff in kuberuntime_manager.go: the exit's finish time against the back-off."""
+        kubelet = self.kubelet
+        if c.crash_backoff is None:
+            c.crash_backoff = Backoff(kubelet.restart_backoff, kubelet.max_backoff)
+        c.last_state = {"terminated": c.exit}  # a waiting container shows its last end (kubelet_pods.go)
+        if c.crash_backoff.in_backoff_since(c.exited_at, now):
+            uid = pod["metadata"].get("uid", "")
+            c.state = {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": f"back-off {go_duration(c.crash_backoff.delay)} restarting failed "
+                                              f"container={c.name} pod={self.pod_name}_{self.namespace}({uid})"}}
+            return
+        c.crash_backoff.next(c.exited_at, now)
+        if self._start(pod, c):
+            c.exited_at = None
+
+    def _start(self, pod: dict, c: _Container) -> bool:
+        """Pull if needed and start the container; False when it did not start (the state says why)."""
         import docker.errors
 
         kubelet = self.kubelet
@@ -196,17 +272,16 @@ class PodWorker(threading.Thread):
         except ValueError as exc:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             c.next_try = time.monotonic() + kubelet.restart_backoff
-            return
+            return False
         try:
-            c.image_id = kubelet.ensure_image(image, c.spec.get("imagePullPolicy"))
-        except (docker.errors.APIError, docker.errors.ImageNotFound, ValueError) as exc:
-            c.pull_failures += 1
-            explanation = getattr(exc, "explanation", None) or str(exc)
-            c.state = {"waiting": {"reason": "ErrImagePull",
-                                   "message": f'failed to pull and unpack image "{image}": {explanation}'}}
-            c.next_try = time.monotonic() + kubelet.backoff(c.pull_failures)
-            return
-        c.pull_failures = 0
+            c.image_id = kubelet.local_image(image, c.spec.get("imagePullPolicy")) or ""
+        except ValueError as exc:
+            reason = "ErrImageNeverPull" if "Never" in str(exc) else "InvalidImageName"
+            c.state = {"waiting": {"reason": reason, "message": str(exc)}}
+            c.next_try = time.monotonic() + kubelet.restart_backoff
+            return False
+        if not c.image_id and not self._pull(c, image):
+            return False
         self._seq += 1
         limits = (c.spec.get("resources") or {}).get("limits") or {}
         kwargs: dict[str, Any] = {
@@ -229,9 +304,12 @@ class PodWorker(threading.Thread):
             container.start()
         except docker.errors.APIError as exc:
             c.state = {"waiting": {"reason": "RunContainerError", "message": str(exc.explanation or exc)}}
+            c.next_try = time.monotonic() + kubelet.restart_backoff
+            return False
+        if c.exited_at is not None:
+            # The restart count lives on the new container (one more than the dead one's), and the
+            # dead one's end becomes lastState (kuberuntime_container.go, kubelet_pods.go).
             c.restarts += 1
-            c.next_try = time.monotonic() + kubelet.backoff(c.restarts)
-            return
         c.docker, c.docker_id = container, container.id
         c.started_at = time.monotonic()
         c.logs = ""
@@ -241,6 +319,32 @@ class PodWorker(threading.Thread):
                 probe.successes = probe.failures = 0
                 probe.next_at = c.started_at
         c.state = {"running": {"startedAt": now_rfc3339()}}
+        return True
+
+    def _pull(self, c: _Container, image: str) -> bool:
+        """pullImage in image_manager.go: back-off per pod and image, the last error kept for its message."""
+        import docker.errors
+
+        kubelet = self.kubelet
+        now = time.monotonic()
+        if c.pull_backoff is None:
+            c.pull_backoff = Backoff(kubelet.restart_backoff, kubelet.max_backoff)
+        if c.pull_backoff.in_backoff_since_update(now):
+            msg = f'Back-off pulling image "{image}"'
+            c.state = {"waiting": {"reason": "ImagePullBackOff",
+                                   "message": f"{msg}: {c.last_pull_error}" if c.last_pull_error else msg}}
+            return False
+        c.last_pull_error = ""
+        try:
+            c.image_id = kubelet.pull(image)
+        except (docker.errors.APIError, docker.errors.ImageNotFound, OSError) as exc:
+            c.pull_backoff.next(time.monotonic(), time.monotonic())
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            msg = f'failed to pull and unpack image "{image}": {explanation}'
+            c.last_pull_error = f"ErrImagePull: {msg}"
+            c.state = {"waiting": {"reason": "ErrImagePull", "message": msg}}
+            return False
+        return True
 
     def _exited(self, c: _Container, state: dict) -> None:
         self._refresh_logs(c)
@@ -248,8 +352,8 @@ class PodWorker(threading.Thread):
         code = int(state.get("ExitCode", 0) or 0)
         reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
         started = (c.state.get("running") or {}).get("startedAt", now_rfc3339())
-        c.last_state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
-                                       "finishedAt": now_rfc3339(), "containerID": f"docker://{c.docker_id}"}}
+        c.exit = {"exitCode": code, "reason": reason, "startedAt": started,
+                  "finishedAt": now_rfc3339(), "containerID": f"docker://{c.docker_id}"}
         c.previous_logs = c.logs
         try:
             c.docker.remove(force=True)
@@ -257,12 +361,10 @@ class PodWorker(threading.Thread):
             pass
         c.docker = None
         c.ready = False
-        c.restarts += 1
-        delay = self.kubelet.backoff(c.restarts)
-        c.next_try = time.monotonic() + delay
-        c.state = {"waiting": {"reason": "CrashLoopBackOff",
-                               "message": f"back-off {delay:g}s restarting failed container={c.name} "
-                                          f"pod={self.pod_name}_{self.namespace}"}}
+        # Shown until the next sync decides (restart at once or back off); lastState still
+        # holds the run before.
+        c.state = {"terminated": c.exit}
+        c.exited_at = time.monotonic()
 
     def _refresh_logs(self, c: _Container) -> None:
         if c.docker is None:
@@ -325,7 +427,7 @@ class PodWorker(threading.Thread):
                              "ready": c.ready, "started": c.docker is not None, "restartCount": c.restarts,
                              "state": c.state, "lastState": c.last_state})
         all_ready = bool(self.containers) and all(c.ready for c in self.containers)
-        any_ran = any(c.docker is not None or c.restarts for c in self.containers)
+        any_ran = any(c.docker is not None or c.exit for c in self.containers)
         ready = "True" if all_ready else "False"
 
         def change(pod: dict) -> None:
@@ -369,7 +471,7 @@ class PodWorker(threading.Thread):
 
 @dataclass(frozen=True)
 class Transition:
-    """When the API first showed a container waiting reason (for detection-latency figures)."""
+    """When the API first showed a container waiting or terminated reason (for detection-latency figures)."""
 
     at: float  # time.time()
     namespace: str
@@ -377,6 +479,7 @@ class Transition:
     container: str
     reason: str
     restarts: int
+    state: str = "waiting"  # or "terminated" (reason Error, Completed, OOMKilled)
 
 
 class Kubelet:
@@ -397,9 +500,6 @@ class Kubelet:
         self._next_ip = 2
         self._pull_lock = threading.Lock()
         self._lock = threading.Lock()
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.max_backoff, self.restart_backoff * 2 ** max(0, attempt - 1))
 
     def tick(self) -> None:
         pods, _ = self.store.list(PODS)
@@ -425,25 +525,34 @@ class Kubelet:
         self._next_ip = self._next_ip + 1 if self._next_ip < 199 else 2  # .200 up: cluster IPs
         return ip
 
-    def ensure_image(self, image: str, policy: str | None) -> str:
-        """Pull `image` unless present (IfNotPresent, the default for tagged images); its image id."""
+    def local_image(self, image: str, policy: str | None) -> str | None:
+        """The id of `image` if the pull policy lets the kubelet use it as is; None when it must pull.
+
+        IfNotPresent is the default for tagged images, Always for `latest` or no tag
+        (shouldPullImage in image_manager.go). Raises ValueError for a bad name or a
+        missing image under Never.
+        """
         import docker.errors
 
         repo, tag, digest = split_image(image)
         if not repo:
-            raise ValueError(f"invalid image name {image!r}")
+            raise ValueError(f'Failed to apply default image tag "{image}": invalid reference format')
         always = policy == "Always" or (policy is None and tag in (None, "latest") and digest is None)
+        if not always:
+            try:
+                return self.docker.images.get(image).id
+            except docker.errors.ImageNotFound:
+                pass
+        if policy == "Never":
+            raise ValueError(f'Container image "{image}" is not present with pull policy of Never')
+        return None
+
+    def pull(self, image: str) -> str:
+        """Pull `image` with the registry credentials given to the emulator; its image id."""
+        repo, tag, digest = split_image(image)
+        registry = repo.split("/", 1)[0] if "/" in repo else ""
         with self._pull_lock:  # one pull at a time, like the kubelet's serialized pulls
-            if not always:
-                try:
-                    return self.docker.images.get(image).id
-                except docker.errors.ImageNotFound:
-                    pass
-            if policy == "Never":
-                raise ValueError(f'image "{image}" is not present with pull policy of Never')
-            registry = repo.split("/", 1)[0] if "/" in repo else ""
-            auth = self.registry_auth.get(registry)
-            self.docker.api.pull(repo, tag=digest or tag or "latest", auth_config=auth)
+            self.docker.api.pull(repo, tag=digest or tag or "latest", auth_config=self.registry_auth.get(registry))
             return self.docker.images.get(image).id
 
     def logs(self, namespace: str, pod: str, container: str | None, previous: bool) -> str | None:
@@ -451,20 +560,21 @@ class Kubelet:
         return worker.logs(container, previous) if worker else None
 
     def record_transitions(self, before: dict, after: dict) -> None:
-        def waiting(pod: dict) -> dict[str, tuple[str, int]]:
+        def shown(pod: dict) -> dict[str, tuple[str, str, int]]:
             out = {}
             for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-                if reason:
-                    out[cs["name"]] = (reason, cs.get("restartCount", 0))
+                for kind in ("waiting", "terminated"):
+                    reason = ((cs.get("state") or {}).get(kind) or {}).get("reason")
+                    if reason:
+                        out[cs["name"]] = (kind, reason, cs.get("restartCount", 0))
             return out
 
-        old, new = waiting(before), waiting(after)
-        for name, (reason, restarts) in new.items():
-            if old.get(name, ("", 0))[0] != reason:
+        old, new = shown(before), shown(after)
+        for name, (kind, reason, restarts) in new.items():
+            if old.get(name, ("", "", 0))[:2] != (kind, reason):
                 with self._lock:
                     self.transitions.append(Transition(time.time(), after["metadata"]["namespace"],
-                                                       after["metadata"]["name"], name, reason, restarts))
+                                                       after["metadata"]["name"], name, reason, restarts, kind))
 
     def stop(self) -> None:
         for worker in list(self.workers.values()):
