@@ -13,6 +13,42 @@ Flux re-serialises every file it touches. Here the scalar is located with ruamel
 event parser (exact character offsets) and the new text is spliced into the original
 text, so every character outside the scalar stays as it was: comments, quoting,
 indentation, CRLF, anchors, flow styles, document markers and the final newline.
+
+Which files are read: the ones Flux reads
+-----------------------------------------
+One rule (`flux_reads`, `select_yaml` for a working tree, `tree_selected` for a git
+tree) decides which files bump, stage and check's marker scan read, and it is the rule
+of image-automation-controller (internal/update/filereader.go, ScreeningLocalReader,
+which adapts kyaml's kio.LocalPackageReader and leaves out its features, .krmignore
+among them; internal/update/setters.go; internal/policy/applier.go), so gitopsctl and
+an ImageUpdateAutomation with the same path set the same markers:
+
+- Every directory under the path is walked, dot-directories included (filepath.Walk,
+  no hidden-file filter). Only `.git` is left out: git never tracks it, so a working
+  tree and the commit's tree give the same files.
+- A file is read when its name ends in `.yaml` or `.yml` (filepath.Ext, case-sensitive)
+  or is exactly `Kustomization`; every other name (`.json`, `Dockerfile`, a README with
+  a marker in it) is never read, whatever it holds.
+- A file is parsed only when its bytes contain `"$imagepolicy"` with the double quotes
+  (setters.go passes the token through %q); the rest is never parsed, so a Helm
+  template or other non-YAML without that token costs nothing and fails nothing.
+- A screened file that kyaml cannot read (kustomize kyaml/kio/byteio_reader.go: a YAML
+  syntax error, a document whose top node is a list or a scalar) is recorded as a
+  "problem file" and skipped, only a trace log line says so: the walk goes on.
+  `scan_for_update` does the same and reports the skip, except when the file holds a
+  marker naming a policy being set: Flux would never set that marker either, so the
+  deploy could not happen; that is an error with file:line (see `UnreadFile`).
+- Links: the walk uses Lstat, so a link to a directory is never descended; a link to
+  a file is read through (os.ReadFile) and skipped when that read fails (dangling, or
+  a directory). Flux would then write through it (kyaml/kio/pkgio_writer.go). gitopsctl
+  never follows a link and never writes through one (issue 12): a link whose target
+  lies in scope gives the same result, the target being edited under its own name;
+  a link leaving the repository gives the same git result (Flux's write lands outside
+  its checkout, no commit carries it); a dangling one is skipped by both. The one
+  difference: a link in scope to a file in the repository but out of scope, which
+  Flux edits through the link, is reported and left alone (bump the target's path).
+- Every document of a multi-document file is set; only files with a change are
+  written. Flux re-serialises them (CRLF becomes LF); here only the scalar changes.
 """
 
 from __future__ import annotations
@@ -31,7 +67,11 @@ from gitopsctl.errors import ExternalError, GitopsctlError, InputError, Location
 from gitopsctl.imageref import ImageReference
 
 TOKEN = "$imagepolicy"
+# What Flux screens a file's bytes for before it parses it: the token as a JSON string.
+FLUX_TOKEN = f'"{TOKEN}"'
 YAML_SUFFIXES = (".yaml", ".yml")
+KUSTOMIZATION = "Kustomization"   # kustomize's other file name; Flux reads it too
+NEVER_TRACKED = ".git"
 FIELDS = ("image", "tag", "name", "digest")
 
 # After a scalar ends, a line comment is blanks, '#', then the rest of the line.
@@ -104,6 +144,12 @@ class FileScan:
     text: str
     markers: list[Marker] = field(default_factory=list)
     malformed: list[MalformedMarker] = field(default_factory=list)
+    # (line, column, kind) of the first document whose top node is not a mapping
+    not_a_resource: tuple[int, int, str] | None = None
+
+
+class NotYaml(InputError):
+    """Text that does not parse as YAML (syntax, an alias to nothing): Flux skips such a file."""
 
 
 @dataclass
@@ -128,7 +174,7 @@ def read_text(path: Path, display: str) -> str:
 
 
 def read_if_marked(path: Path, display: str) -> str | None:
-    """The decoded text, or None when the file never mentions the token (then not decoded).
+    """The decoded text, or None when Flux's screen (FLUX_TOKEN) would pass over the file.
 
     A file over the size limit is searched for the token in chunks: refused only when it
     is marked, so a big generated file in scope costs neither memory nor a failure.
@@ -146,7 +192,7 @@ def read_if_marked(path: Path, display: str) -> str | None:
     return yamlsafe.decode(data, display) if _TOKEN_BYTES in data else None
 
 
-_TOKEN_BYTES = TOKEN.encode()
+_TOKEN_BYTES = FLUX_TOKEN.encode()  # bump reads what Flux's screen lets through
 
 
 def scan_text(text: str, display: str, path: Path | None = None) -> FileScan:
@@ -160,7 +206,8 @@ def scan_text(text: str, display: str, path: Path | None = None) -> FileScan:
         return scan
     yamlsafe.screen_text(text, display)  # size and characters; depth and aliases below
     offset = _bom_offset(text)
-    for event, is_key, yaml_path, document in _scalar_events(text, display):
+    roots: list[tuple[int, int, str]] = []
+    for event, is_key, yaml_path, document in _scalar_events(text, display, roots):
         style = event.style or None  # libyaml says "" for plain, ruamel None
         if is_key or style not in (None, "'", '"'):
             continue  # keys and block scalars (| >) are never setter targets
@@ -180,12 +227,68 @@ def scan_text(text: str, display: str, path: Path | None = None) -> FileScan:
             file=display, line=line, column=column, setter=f"{policy}:{part}" if part != "image"
             else policy, policy=policy, field=part, value=event.value, style=style,
             start=start, end=end, yaml_path=yaml_path, document=document))
+    scan.not_a_resource = roots[0] if roots else None
     return scan
 
 
 def scan_file(path: Path, display: str | None = None) -> FileScan:
     display = display or str(path)
     return scan_text(read_text(path, display), display, path)
+
+
+@dataclass(frozen=True)
+class UnreadFile:
+    """A screened file Flux's reader skips (a "problem file"), and so does the update."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: not read, as Flux does not read it ({self.reason})"
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "reason": self.reason}
+
+
+# A marker's setter as written, read from the raw text: the file may not parse at all.
+_MARKER_TEXT = re.compile(r'"\$imagepolicy"\s*:\s*"([^"\r\n]*)"')
+
+
+def scan_for_update(text: str, display: str, path: Path | None,
+                    policies: Iterable[str]) -> FileScan | UnreadFile:
+    """scan_text for bump and stage: a file Flux would skip is skipped, not fatal.
+
+    Flux records a file that passed its screen but does not parse, and goes on
+    (internal/update/filereader.go). Skipping it here keeps an unrelated broken file
+    (a Helm template naming another policy, say) from stopping a deploy. But when the
+    file holds a marker naming one of `policies`, Flux would never set that marker
+    either: the new image would reach no manifest, so that is an error at the place
+    the file breaks. Hostile input (yamlsafe.HostileInput) is always an error.
+    """
+    try:
+        scan = scan_text(text, display, path)
+    except NotYaml as exc:
+        line = exc.location.line if exc.location else None
+        column = exc.location.column if exc.location else None
+        problem = exc.message
+    else:
+        if scan.not_a_resource is None:
+            return scan
+        line, column, kind = scan.not_a_resource
+        problem = f"a document whose top level is {kind}, not a mapping"
+    wanted = set(policies)
+    for match in _MARKER_TEXT.finditer(text):
+        policy = ":".join(match.group(1).split(":")[:2])
+        if policy in wanted:
+            marker_line = text.count("\n", 0, match.start()) + 1
+            raise InputError(
+                f"{problem}; the marker for {policy} on line {marker_line} cannot be set",
+                location=Location(display, line, column),
+                hint="Flux skips a file it cannot read, so neither it nor gitopsctl would set "
+                     "this marker; fix the YAML at this position. No file was changed")
+    return UnreadFile(display, line, problem)
 
 
 def _parse_marker_comment(comment: str) -> tuple[tuple[str, str] | None, str]:
@@ -237,11 +340,14 @@ def _parser_backend():
 _BACKEND = None
 
 
-def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str, int]]:
+def _scalar_events(text: str, display: str, roots: list | None = None
+                   ) -> Iterator[tuple[object, bool, str, int]]:
     """(scalar event, is a mapping key, path of the value, document index) for every scalar.
 
     Marks index `text`; a leading byte-order mark is not part of the parsed stream, so
-    callers add `_bom_offset(text)` to offsets.
+    callers add `_bom_offset(text)` to offsets. `roots` receives (line, column, kind) of
+    each document whose top node is a list or a non-null scalar: kyaml's reader cannot
+    annotate such a node, so Flux skips the whole file (kio.ByteReader.decode).
     """
     parse, ev, yaml_error = _parser_backend()
     # frame: [is_mapping, expecting_key, current_key_or_index, path_prefix]
@@ -277,12 +383,17 @@ def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str,
                 continue
             is_key = bool(stack and stack[-1][0] and stack[-1][1])
             anchor = getattr(event, "anchor", None)
+            if not stack and roots is not None:
+                kind = _root_kind(event, ev)
+                if kind is not None:
+                    mark = event.start_mark
+                    roots.append((mark.line + 1, mark.column + 1, kind))
             if isinstance(event, ev.AliasEvent):
                 if event.anchor not in anchors:
                     mark = event.start_mark
-                    raise InputError(f"alias *{event.anchor} refers to no anchor defined before it",
-                                     location=Location(display, mark.line + 1, mark.column + 1),
-                                     hint=f"define &{event.anchor} earlier in the document")
+                    raise NotYaml(f"alias *{event.anchor} refers to no anchor defined before it",
+                                  location=Location(display, mark.line + 1, mark.column + 1),
+                                  hint=f"define &{event.anchor} earlier in the document")
                 node_done()
             elif isinstance(event, ev.ScalarEvent):
                 if anchor:
@@ -305,8 +416,21 @@ def _scalar_events(text: str, display: str) -> Iterator[tuple[object, bool, str,
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         location = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "invalid YAML"
-        raise InputError(f"not valid YAML: {problem}", location=location,
-                         hint="fix the YAML at this position; no file was changed") from None
+        raise NotYaml(f"not valid YAML: {problem}", location=location,
+                      hint="fix the YAML at this position; no file was changed") from None
+
+
+_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def _root_kind(event, ev) -> str | None:
+    """'a list' or 'a scalar' for a document's top node kyaml refuses; None otherwise."""
+    if isinstance(event, ev.SequenceStartEvent):
+        return "a list"
+    if isinstance(event, ev.ScalarEvent) and not (
+            (event.style or None) is None and event.value in _NULLS):
+        return "a scalar"
+    return None
 
 
 def _bom_offset(text: str) -> int:
@@ -429,24 +553,69 @@ class SkippedLink:
         return {"file": self.path, "target": self.target, "reason": self.reason}
 
 
+def flux_reads(name: str) -> bool:
+    """Whether Flux's setter reader reads a file of this name (filereader.go's filter).
+
+    `endswith` is filepath.Ext's test: the text after the last dot, so `.yaml` itself
+    matches and `x.YAML` or `x.yaml.bak` do not.
+    """
+    return name.endswith(YAML_SUFFIXES) or name == KUSTOMIZATION
+
+
+def walks_into(name: str) -> bool:
+    """Every directory but .git, which git never tracks (see the module docstring)."""
+    return name != NEVER_TRACKED
+
+
+def tree_selected(path: str, scope: Sequence[str]) -> bool:
+    """select_yaml's rule on a repo-relative, "/"-separated path from a git tree.
+
+    `scope` is what the tree was listed under (service_scope): a path named there
+    exactly is taken whatever its name, as select_yaml takes a file named in `paths`.
+    """
+    if path in scope:
+        return True
+    *directories, name = path.split("/")
+    return flux_reads(name) and all(walks_into(d) for d in directories)
+
+
+def tree_link_reason(link: str, target: str, selected: Iterable[str]) -> str | None:
+    """Why a link in a git tree is reported (as `_link_reason` words it), or None.
+
+    `target` is the link's blob (what readlink says); `selected` the regular files the
+    scan reads. Resolved on paths alone: a tree has no working copy to follow.
+    """
+    if target.startswith("/"):
+        return "link leaving the repository: not followed, not edited"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return "link leaving the repository: not followed, not edited"
+    if resolved in set(selected):
+        return None
+    return ("link to a file outside the scanned paths, or dangling: not followed; "
+            "bump the target's path")
+
+
 @dataclass
 class Selection:
-    files: list[Path]                 # regular .yaml/.yml files, absolute, sorted
+    files: list[Path]                 # regular files Flux reads (flux_reads), absolute, sorted
     links: list[SkippedLink] = field(default_factory=list)
 
 
 def select_yaml(paths: Iterable[Path], root: Path | None = None) -> Selection:
-    """Every .yaml/.yml regular file at or under `paths`, never through a symbolic link.
+    """Every regular file Flux reads at or under `paths`, never through a symbolic link.
 
-    Like Flux (image-automation-controller internal/update/filereader.go walks with
-    Lstat and skips a link it cannot read; internal/policy/applier.go confines the
-    update path with securejoin), a link is not a file to edit: a link to a file inside
-    the repository is skipped because its target is scanned where it lives when that is
-    in scope; a link leaving the repository (`root`, default: the enclosing git
-    checkout), a dangling one, or one to a target outside the scanned paths is skipped
-    and listed in `links` with the reason. Writing through the link, or replacing it
-    with a regular file, would edit a file nobody asked to edit or change the link's
-    git mode (120000 -> 100644).
+    Names and directories as `flux_reads` and `walks_into` say. A file named in
+    `paths` is taken whatever its name: that is a VM's compose file, which Flux never
+    reads, or a file a user passed on purpose (`bump --path`).
+
+    A link is never a file to edit (issue 12; how this compares with Flux, which reads
+    and writes through a file link, is in the module docstring): a link to a file in
+    scope is skipped because its target is scanned where it lives; a link leaving the
+    repository (`root`, default: the enclosing git checkout), a dangling one, or one to
+    a target outside the scanned paths is skipped and listed in `links` with the
+    reason. Writing through the link, or replacing it with a regular file, would edit a
+    file nobody asked to edit or change the link's git mode (120000 -> 100644).
     """
     given = [Path(os.path.abspath(p)) for p in paths]
     base = Path(os.path.abspath(root)) if root is not None else _repo_root(given)
@@ -478,7 +647,7 @@ def select_yaml(paths: Iterable[Path], root: Path | None = None) -> Selection:
 
 
 def yaml_files(paths: Iterable[Path], root: Path | None = None) -> list[Path]:
-    """select_yaml's files only (hidden directories such as .git are skipped)."""
+    """select_yaml's files only."""
     return select_yaml(paths, root).files
 
 
@@ -494,12 +663,12 @@ def _walk(top: str, found: set[str], links: dict[str, tuple[Path, str]]) -> None
                              location=Location(directory)) from None
         for entry in entries:
             if entry.is_symlink():
-                if entry.name.endswith(YAML_SUFFIXES) or os.path.isdir(entry.path):
+                if flux_reads(entry.name) or os.path.isdir(entry.path):
                     links.setdefault(entry.path, (Path(entry.path), "entry"))
             elif entry.is_dir(follow_symlinks=False):
-                if not entry.name.startswith("."):
+                if walks_into(entry.name):
                     pending.append(entry.path)
-            elif entry.name.endswith(YAML_SUFFIXES) and entry.is_file(follow_symlinks=False):
+            elif flux_reads(entry.name) and entry.is_file(follow_symlinks=False):
                 found.add(entry.path)
 
 

@@ -247,7 +247,11 @@ def _plan(bumps: list[Bump], root: Path, *, strict: bool, notes: list[str]) -> N
             text = texts[key]
             if text is None:
                 continue
-            scan = setters.scan_text(text, displays[key], key)
+            scan = setters.scan_for_update(text, displays[key], key, [bump.policy])
+            if isinstance(scan, setters.UnreadFile):
+                if str(scan) not in notes:
+                    notes.append(str(scan))
+                continue
             bump.markers_seen += sum(1 for m in scan.markers if m.policy == bump.policy)
             plan, skipped = setters.plan_file(scan, {bump.policy: bump.ref})
             bump.skipped.extend(skipped)

@@ -110,7 +110,7 @@ def _image_in_git(root, ref: str, config, service: str) -> str | None:
     except Exception:
         return None
     for name in names:
-        if not name.endswith((".yaml", ".yml")):
+        if not setters.tree_selected(name, svc.paths):
             continue
         try:
             text = repo.git.show(f"{ref}:{name}")

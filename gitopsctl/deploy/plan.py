@@ -18,7 +18,7 @@ from gitopsctl.errors import InputError, Location
 from gitopsctl.imageref import ImageReference
 from gitopsctl.yamlsafe import decode
 
-_TOKEN = setters.TOKEN.encode()
+_TOKEN = setters.FLUX_TOKEN.encode()  # Flux's screen: files without it are never parsed
 
 
 @dataclass
@@ -65,18 +65,20 @@ def plan_service(root, config, tip: str, service: str, ref: ImageReference, orig
     svc = config.service(service)
     plan = ServicePlan(service=service, image=ref, origin=origin)
     scope = setters.service_scope(config, service)
+    # The files bump reads in a working tree (setters.select_yaml), from the commit.
     entries = [f for f in gitrepo.tree_files(root, tip, scope)
-               if f.path.endswith(setters.YAML_SUFFIXES)]
-    regular = []
-    for entry in entries:
-        if entry.is_link:
-            # Never edited through or replaced: Flux reads files, and a link's target is
-            # scanned on its own when it lies in scope.
-            plan.skipped.append(f"{entry.path}: a symbolic link, left alone")
-        elif entry.mode != gitrepo.SUBMODULE_MODE:
-            regular.append(entry)
-    blobs = gitrepo.read_blobs(root, [e.blob for e in regular
-                                      if not earlier or e.path not in earlier])
+               if setters.tree_selected(f.path, scope)]
+    links = [e for e in entries if e.is_link]
+    regular = [e for e in entries if not e.is_link and e.mode != gitrepo.SUBMODULE_MODE]
+    blobs = gitrepo.read_blobs(root, [e.blob for e in links] +
+                               [e.blob for e in regular if not earlier or e.path not in earlier])
+    selected = [e.path for e in regular]
+    for link in links:
+        # Never edited through or replaced; the plan lists every link it leaves alone.
+        reason = setters.tree_link_reason(link.path, blobs[link.blob].decode(
+            "utf-8", "surrogateescape"), selected)
+        plan.skipped.append(f"{link.path}: left alone "
+                            f"({reason or 'a link; its target is scanned under its own name'})")
     markers_seen = 0
     for entry in regular:
         if earlier and entry.path in earlier:
@@ -86,7 +88,10 @@ def plan_service(root, config, tip: str, service: str, ref: ImageReference, orig
             if _TOKEN not in data:
                 continue
             mode, text = entry.mode, decode(data, entry.path)
-        scan = setters.scan_text(text, entry.path)
+        scan = setters.scan_for_update(text, entry.path, None, [svc.policy])
+        if isinstance(scan, setters.UnreadFile):
+            plan.skipped.append(str(scan))
+            continue
         # Flux ignores a marker it cannot read, and so does the plan; `check` reports it.
         plan.skipped.extend(f"{m.file}:{m.line}: malformed marker ({m.reason})"
                             for m in scan.malformed)
