@@ -43,7 +43,9 @@ def snapshot(lab) -> dict:
     for kind in (GIT_REPOSITORIES, KUSTOMIZATIONS):
         for obj in lab.kube.store.list(kind)[0]:
             meta = obj["metadata"]
-            flux[f"{kind.kind}/{meta['name']}"] = (meta["resourceVersion"],
+            # Not resourceVersion: Flux itself may still be writing status (finishing an earlier
+            # reconcile's health check); what verify could write is a request or a spec change.
+            flux[f"{kind.kind}/{meta['name']}"] = (meta.get("generation"),
                                                    dict(meta.get("annotations") or {}))
     state = lab.vm_checkout / ".gitopsctl"
     return {
