@@ -401,7 +401,7 @@ class _PodWatcher(threading.Thread):
             self.relists += 1
 
     def _look(self, pod: dict) -> None:
-        problem = pod_problem(pod)
+        problem = pod_problem(pod, early_crash=True)
         if problem is None:
             return
         key = (problem.pod, problem.container, problem.reason)
@@ -504,7 +504,7 @@ class _Waiter:
         if self.watcher is None:
             return None
         for pod in self.watcher.pods():
-            problem = pod_problem(pod)
+            problem = pod_problem(pod, early_crash=True)
             if problem is not None:
                 return self._pod_failure(problem, time.time())
         return None

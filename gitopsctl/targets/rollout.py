@@ -98,14 +98,16 @@ class PodProblem:
 
 
 def pod_problem(pod: Mapping[str, Any], now: float | None = None, *, pull_grace: float = PULL_FAILURE_GRACE,
-                crash_memory: float = CRASH_MEMORY) -> PodProblem | None:
+                crash_memory: float = CRASH_MEMORY, early_crash: bool = False) -> PodProblem | None:
     """The first container state in `pod` that means it will not become healthy, or None.
 
     `now` defaults to the wall clock. A pull failure counts once it has lasted more than
-    `pull_grace` seconds since the kubelet took the pod (status.startTime). A container
-    that exited non-zero and was restarted is judged a crash loop at that restart, one
-    exit before the kubelet shows CrashLoopBackOff, unless its last run ended more than
-    `crash_memory` seconds ago.
+    `pull_grace` seconds since the kubelet took the pod (status.startTime). With
+    `early_crash` (a deploy watching the pods of its new release), a container that exited
+    non-zero and was restarted is judged a crash loop at that restart, one exit before the
+    kubelet shows CrashLoopBackOff, unless its last run ended more than `crash_memory`
+    seconds ago. Without it (verify, status, the soak) one crash that the pod got over is
+    history, as it is to the kubelet: only the kubelet's own reasons count.
     """
     now = time.time() if now is None else now
     name = (pod.get("metadata") or {}).get("name", "?")
@@ -131,7 +133,7 @@ def pod_problem(pod: Mapping[str, Any], now: float | None = None, *, pull_grace:
             oom = terminated if terminated.get("reason") == "OOMKilled" else last
             return PodProblem(name, cs.get("name", "?"), "OOMKilled", restarts,
                               oom.get("message", ""), oom.get("exitCode"))
-        if restarts > 0 and exit_code not in (None, 0) and not waiting \
+        if early_crash and restarts > 0 and exit_code not in (None, 0) and not waiting \
                 and now - _epoch(last.get("finishedAt"), default=now) <= crash_memory:
             return PodProblem(name, cs.get("name", "?"), "CrashLoopBackOff", restarts,
                               f"exited with code {exit_code} ({last.get('reason') or 'Error'}) and was restarted: "

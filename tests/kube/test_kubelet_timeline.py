@@ -255,11 +255,14 @@ def test_pull_failures_count_only_past_the_grace(reason):
 
 def test_a_non_zero_exit_and_a_restart_is_a_crash_loop_before_the_kubelet_says_so():
     last = {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-01-01T00:00:10Z"}}
-    early = pod_problem(_pod({"running": {"startedAt": "2026-01-01T00:00:10Z"}}, restarts=1, last=last), T0 + 11)
+    restarted = _pod({"running": {"startedAt": "2026-01-01T00:00:10Z"}}, restarts=1, last=last)
+    early = pod_problem(restarted, T0 + 11, early_crash=True)
     assert (early.reason, early.restarts, early.exit_code) == ("CrashLoopBackOff", 1, 1)
     assert "last exit code 1" in early.evidence()
     # Not before the restart, not for a clean exit, not for a crash the kubelet itself has forgotten.
-    assert pod_problem(_pod({"terminated": last["terminated"]}), T0 + 11) is None
+    assert pod_problem(_pod({"terminated": last["terminated"]}), T0 + 11, early_crash=True) is None
     clean = {"terminated": {**last["terminated"], "exitCode": 0, "reason": "Completed"}}
-    assert pod_problem(_pod({"running": {}}, restarts=1, last=clean), T0 + 11) is None
-    assert pod_problem(_pod({"running": {}}, restarts=1, last=last), T0 + 10 + 601) is None
+    assert pod_problem(_pod({"running": {}}, restarts=1, last=clean), T0 + 11, early_crash=True) is None
+    assert pod_problem(_pod({"running": {}}, restarts=1, last=last), T0 + 10 + 601, early_crash=True) is None
+    # Outside a deploy's watch (verify, status) a pod running again after one crash is healthy.
+    assert pod_problem(restarted, T0 + 11) is None
