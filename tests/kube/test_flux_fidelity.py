@@ -163,7 +163,7 @@ def test_a_failed_reconcile_keeps_reconciling_with_retry_and_leaves_observed_gen
     ("10m", "5s", "30s"), ("1h", None, "59m30s")])
 def test_default_health_check_timeout_is_interval_less_30s_never_under_30s(interval, timeout, expected):
     """kustomize-controller api/v1/kustomization_types.go GetTimeout."""
-    from gitopsctl.harness.kube.fluxsim import format_duration
+    from gitopsctl.harness.kube.fluxstatus import format_duration
 
     controller = KustomizeController(Store(), "/tmp")
     spec = {"interval": interval, **({"timeout": timeout} if timeout else {})}

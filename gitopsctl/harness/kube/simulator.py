@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gitopsctl.harness.kube.controllers import DeploymentController, ReplicaSetController
-from gitopsctl.harness.kube.fluxsim import (DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR,
-                                            KustomizeController, SourceController)
+from gitopsctl.harness.kube.fluxsim import DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR, KustomizeController
 from gitopsctl.harness.kube.kubelet import Kubelet
 from gitopsctl.harness.kube.proxy import ServiceProxy
+from gitopsctl.harness.kube.sourcectl import SourceController
 from gitopsctl.harness.kube.store import Store
 
 
