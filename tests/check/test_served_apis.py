@@ -18,22 +18,21 @@ from gitopsctl import kubeapis, kubeschema
 from gitopsctl.checks import apis
 from gitopsctl.checks.documents import load, parse_documents
 from gitopsctl.executables import find_tool
+from tests.fixtures.manifests import DEPLOYMENT, crd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def check(root: Path, *paths: str) -> tuple[int, list[dict]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITOPSCTL_")}
-    run = subprocess.run([sys.executable, "-m", "gitopsctl", "--no-color", "--output", "json", "check", *paths],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    run = check_text(root, *paths, output="json")
     assert run.stdout.strip(), run.stderr
     return run.returncode, json.loads(run.stdout)["findings"]
 
 
-def check_text(root: Path, *paths: str) -> subprocess.CompletedProcess:
+def check_text(root: Path, *paths: str, output: str = "text") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITOPSCTL_")}
-    return subprocess.run([sys.executable, "-m", "gitopsctl", "--no-color", "check", *paths], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "gitopsctl", "--no-color", "--output", output, "check", *paths],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -114,21 +113,7 @@ def test_a_kind_nobody_serves_asks_for_its_crd(repo):
 
 
 def test_an_unknown_field_is_goc015_at_that_field(repo):
-    rel = write(repo, "clusters/deploy.yaml", """\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {name: web, namespace: default}
-        spec:
-          replicas: 1
-          selector: {matchLabels: {app: web}}
-          template:
-            metadata: {labels: {app: web}}
-            spec:
-              containers:
-                - name: web
-                  image: harbor.lan/homelab/web:v1
-                  imagePullPolice: Always
-        """)
+    rel = write(repo, "clusters/deploy.yaml", DEPLOYMENT + "          imagePullPolice: Always\n")
     code, found = check(repo)
     assert code == 1
     [finding] = of_rule(found, "GOC015")
@@ -164,30 +149,11 @@ def test_a_missing_required_field_points_at_its_parent_and_a_wrong_value_at_itse
 
 
 def test_a_crd_in_the_repository_serves_its_kind_and_judges_it(repo):
-    write(repo, "clusters/crds/widgets.yaml", """\
-        apiVersion: apiextensions.k8s.io/v1
-        kind: CustomResourceDefinition
-        metadata: {name: widgets.example.com}
-        spec:
-          group: example.com
-          scope: Namespaced
-          names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
-          versions:
-            - name: v1
-              served: true
-              storage: true
-              schema:
-                openAPIV3Schema:
-                  type: object
-                  properties:
-                    spec:
-                      type: object
-                      required: [size]
-                      properties:
-                        size: {type: integer}
-                        port: {x-kubernetes-int-or-string: true}
-                        extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
-        """)
+    write(repo, "clusters/crds/widgets.yaml", crd("example.com", "Widget", "widgets", """
+        size: {type: integer}
+        port: {x-kubernetes-int-or-string: true}
+        extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
+        """, singular="widget", required=("size",)))
     rel = write(repo, "clusters/widget.yaml", """\
         apiVersion: example.com/v1
         kind: Widget
@@ -226,29 +192,12 @@ def test_a_flux_crd_in_the_repository_wins_over_gitopsctls_own_schema(repo):
     assert [f["message"] for f in of_rule(found, "GOC015")] == [
         "ImagePolicy 'frontend': unknown field \"spec.futureField\""]
     assert "gitopsctl's partial Flux schema" in of_rule(found, "GOC015")[0]["hint"]
-    write(repo, "clusters/flux-system/gotk-components.yaml", """\
-        apiVersion: apiextensions.k8s.io/v1
-        kind: CustomResourceDefinition
-        metadata: {name: imagepolicies.image.toolkit.fluxcd.io}
-        spec:
-          group: image.toolkit.fluxcd.io
-          scope: Namespaced
-          names: {kind: ImagePolicy, plural: imagepolicies}
-          versions:
-            - name: v1
-              served: true
-              storage: true
-              schema:
-                openAPIV3Schema:
-                  type: object
-                  properties:
-                    spec:
-                      type: object
-                      properties:
-                        imageRepositoryRef: {type: object, properties: {name: {type: string}}}
-                        policy: {type: object, x-kubernetes-preserve-unknown-fields: true}
-                        futureField: {type: boolean}
-        """)
+    write(repo, "clusters/flux-system/gotk-components.yaml",
+          crd("image.toolkit.fluxcd.io", "ImagePolicy", "imagepolicies", """
+              imageRepositoryRef: {type: object, properties: {name: {type: string}}}
+              policy: {type: object, x-kubernetes-preserve-unknown-fields: true}
+              futureField: {type: boolean}
+              """))
     code, found = check(repo, policy)
     assert (code, found) == (0, [])
 

@@ -15,6 +15,7 @@ from gitopsctl import kubeapis
 from gitopsctl.executables import find_tool
 from gitopsctl.harness.kube import KubeEmulator
 from gitopsctl.harness.kube.store import DEPLOYMENTS, KUSTOMIZATIONS
+from tests.fixtures.manifests import DEPLOYMENT
 
 NOT_FOUND = "the server could not find the requested resource"
 
@@ -27,21 +28,6 @@ spec:
   prune: true
   path: ./apps
   sourceRef: {kind: GitRepository, name: flux-system}
-"""
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: harbor.lan/homelab/web:v1
 """
 
 
