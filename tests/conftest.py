@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.harness.gitremote import GitRemote, make_git_remote as _make_git_remote
+from gitopsctl.sandbox.lab.gitremote import GitRemote, make_git_remote as _make_git_remote
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def _isolated_docker_config(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory):
-    from gitopsctl.harness.dockerd import DockerEngine
+    from gitopsctl.sandbox.lab.dockerd import DockerEngine
 
     engine = DockerEngine.start(tmp_path_factory.mktemp("dockerd"))
     saved = os.environ.get("DOCKER_HOST")
@@ -67,14 +67,14 @@ def docker_client(docker_engine):
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    from gitopsctl.harness.baseimage import ensure_base_image
+    from gitopsctl.sandbox.lab.baseimage import ensure_base_image
 
     return ensure_base_image(docker_client)
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    from gitopsctl.harness.registry import Registry
+    from gitopsctl.sandbox.lab.registry import Registry
 
     reg = Registry(tmp_path_factory.mktemp("registry")).start()
     try:
@@ -98,7 +98,7 @@ def registry_env(registry, monkeypatch):
 
 @pytest.fixture(scope="session")
 def harbor(tmp_path_factory):
-    from gitopsctl.harness.registry import start_harbor_like
+    from gitopsctl.sandbox.lab.registry import start_harbor_like
 
     reg = start_harbor_like(tmp_path_factory.mktemp("harbor"))
     try:

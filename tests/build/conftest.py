@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitopsctl.commands import Context
-from gitopsctl.harness.gitremote import GitRemote
+from gitopsctl.sandbox.lab.gitremote import GitRemote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import pytest
 
 from gitopsctl.commands.build import build
 from gitopsctl.errors import ExternalError
-from gitopsctl.harness.baseimage import ensure_base_image
-from gitopsctl.harness.dockerd import DockerEngine
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.baseimage import ensure_base_image
+from gitopsctl.sandbox.lab.dockerd import DockerEngine
+from gitopsctl.sandbox.lab.ports import free_port
 
 
 @pytest.fixture(scope="module")

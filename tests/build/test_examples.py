@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from gitopsctl.commands.build import build
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.health import probe_http
 
 SETTLE_DEADLINE = 30.0  # health checks run every 2 s with 2 retries

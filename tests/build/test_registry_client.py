@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from gitopsctl.errors import ConfigError, ExternalError
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.registry import (Credentials, RegistryClient, load_credentials,
                                 parse_challenge)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

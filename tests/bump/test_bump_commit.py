@@ -15,7 +15,7 @@ from gitopsctl import repo as gitrepo
 from gitopsctl.commands import Context
 from gitopsctl.commands.bump import bump
 from gitopsctl.errors import Superseded, UsageError
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 from .conftest import app_commit, message, subjects
 

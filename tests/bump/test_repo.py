@@ -13,7 +13,7 @@ from gitopsctl.deploys import read_state
 
 from gitopsctl import repo
 from gitopsctl.errors import ExternalError, InputError
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 AUTHOR = repo.Author("gitopsctl", "gitopsctl@homelab.lan")
 

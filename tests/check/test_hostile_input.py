@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gitopsctl import yamlsafe
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICY = "flux-system:frontend"

@@ -1,4 +1,4 @@
-"""The whole homelab on this machine (gitopsctl.harness.lab.Lab).
+"""The whole homelab on this machine (gitopsctl.sandbox.lab.lab.Lab).
 
 `shared_lab` is one homelab per module: each test leaves it live and healthy (a deploy
 or a rollback, and a fix commit after a break), so tests run one after another on it.
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from gitopsctl.harness.lab import Lab, LabSettings
+from gitopsctl.sandbox.lab.lab import Lab, LabSettings
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 SERVICES = ("frontend", "backend")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 from tests.e2e.drive import (assert_once, build, fresh_clone, on_remote, refusing, records,
                              remote_message, run_json, served)

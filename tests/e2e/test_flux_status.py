@@ -36,7 +36,7 @@ def test_a_missing_kustomization_path_fails_the_deploy_with_flux_reason_not_a_ti
     """ArtifactFailed never moves lastAttemptedRevision; once Flux has handled our request it
     is the verdict, so stage fails at once with Flux's message instead of waiting out its
     deadline."""
-    from gitopsctl.harness.kube.store import KUSTOMIZATIONS
+    from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
 
     lab = shared_lab
     store = lab.kube.store

@@ -17,7 +17,7 @@ import json
 import pytest
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 from tests.e2e.drive import run_json
 
@@ -37,7 +37,7 @@ def backend_containers(lab) -> list:
 
 def snapshot(lab) -> dict:
     """Everything verify must leave alone, on every side."""
-    from gitopsctl.harness.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS
+    from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS
 
     flux = {}
     for kind in (GIT_REPOSITORIES, KUSTOMIZATIONS):

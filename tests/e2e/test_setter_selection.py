@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 from tests.e2e.drive import build, run_json, served
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from gitopsctl.config import KubernetesTarget, ObjectRef
-from gitopsctl.harness.kube import FluxOptions, KubeEmulator
-from gitopsctl.harness.kube.store import KUSTOMIZATIONS
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.kube import FluxOptions, KubeEmulator
+from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
+from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.health import probe_http
 from gitopsctl.targets.kubernetes import KubeTarget
 

@@ -13,8 +13,8 @@ from kubernetes import client, config
 
 from gitopsctl import kubeapis
 from gitopsctl.executables import find_tool
-from gitopsctl.harness.kube import KubeEmulator
-from gitopsctl.harness.kube.store import DEPLOYMENTS, KUSTOMIZATIONS
+from gitopsctl.sandbox.lab.kube import KubeEmulator
+from gitopsctl.sandbox.lab.kube.store import DEPLOYMENTS, KUSTOMIZATIONS
 from tests.fixtures.manifests import DEPLOYMENT
 
 NOT_FOUND = "the server could not find the requested resource"

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gitopsctl.errors import ConfigError
-from gitopsctl.harness.kube import KubeEmulator
-from gitopsctl.harness.kube.kubeconfig import kubeconfig_document, write_kubeconfig
-from gitopsctl.harness.kube.selectors import Selector, SelectorError
-from gitopsctl.harness.kube.store import DEPLOYMENTS, PODS, merge_patch
+from gitopsctl.sandbox.lab.kube import KubeEmulator
+from gitopsctl.sandbox.lab.kube.kubeconfig import kubeconfig_document, write_kubeconfig
+from gitopsctl.sandbox.lab.kube.selectors import Selector, SelectorError
+from gitopsctl.sandbox.lab.kube.store import DEPLOYMENTS, PODS, merge_patch
 from gitopsctl.targets.kubeapi import KubeApi, KubeApiError, RetryPolicy, WatchExpired, resolve_kubeconfig
 
 FAST = RetryPolicy(attempts=2, first_delay=0.05, read_timeout=2)

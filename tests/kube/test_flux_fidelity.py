@@ -1,7 +1,7 @@
 """The emulator's Flux against kustomize-controller's own rules, read over HTTPS with the real
 kubernetes client (gitopsctl's KubeApi), and gitopsctl's reading of them.
 
-Each rule names the source it follows in gitopsctl/harness/kube/fluxsim.py. Time is scaled
+Each rule names the source it follows in gitopsctl/sandbox/lab/kube/fluxsim.py. Time is scaled
 where a test would otherwise wait out a Flux default (the 30s timeout floor, the 5s health
 poll, the 30s dependency requeue), through FluxOptions, never by patching the simulator.
 """
@@ -14,10 +14,10 @@ import time
 import pytest
 
 from gitopsctl import flux
-from gitopsctl.harness.kube import FluxOptions, KubeEmulator
-from gitopsctl.harness.kube.fluxsim import KustomizeController
-from gitopsctl.harness.kube.store import Store, wait_until
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.kube import FluxOptions, KubeEmulator
+from gitopsctl.sandbox.lab.kube.fluxsim import KustomizeController
+from gitopsctl.sandbox.lab.kube.store import Store, wait_until
+from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.targets.kubeapi import KubeApi
 from gitopsctl.targets.kubernetes import ReconcileFailed
 from tests.kube.conftest import (APP_PATH, KUSTOMIZATION_YAML, NAMESPACE, Cluster, deployment_yaml,
@@ -163,7 +163,7 @@ def test_a_failed_reconcile_keeps_reconciling_with_retry_and_leaves_observed_gen
     ("10m", "5s", "30s"), ("1h", None, "59m30s")])
 def test_default_health_check_timeout_is_interval_less_30s_never_under_30s(interval, timeout, expected):
     """kustomize-controller api/v1/kustomization_types.go GetTimeout."""
-    from gitopsctl.harness.kube.fluxstatus import format_duration
+    from gitopsctl.sandbox.lab.kube.fluxstatus import format_duration
 
     controller = KustomizeController(Store(), "/tmp")
     spec = {"interval": interval, **({"timeout": timeout} if timeout else {})}

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from gitopsctl.executables import find_tool
-from gitopsctl.harness.kube import ApiServer, KubeEmulator, Store
-from gitopsctl.harness.kube.discovery import table
-from gitopsctl.harness.kube.store import (DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, PODS,
+from gitopsctl.sandbox.lab.kube import ApiServer, KubeEmulator, Store
+from gitopsctl.sandbox.lab.kube.discovery import table
+from gitopsctl.sandbox.lab.kube.store import (DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, PODS,
                                           REPLICASETS)
 
 
@@ -143,7 +143,7 @@ def test_every_table_row_has_a_cell_per_column_even_for_bare_objects(kind):
 def test_age_follows_kubectl_steps():
     from datetime import datetime, timedelta, timezone
 
-    from gitopsctl.harness.kube.discovery import _age
+    from gitopsctl.sandbox.lab.kube.discovery import _age
 
     now = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 

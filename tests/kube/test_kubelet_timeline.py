@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gitopsctl.harness.kube import KubeEmulator
-from gitopsctl.harness.kube.kubelet import Backoff, go_duration
+from gitopsctl.sandbox.lab.kube import KubeEmulator
+from gitopsctl.sandbox.lab.kube.kubelet import Backoff, go_duration
 from gitopsctl.targets.kubeapi import KubeApi, RetryPolicy
 from gitopsctl.targets.rollout import PULL_FAILURE_GRACE, pod_problem, rollout_status
 

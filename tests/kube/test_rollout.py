@@ -13,7 +13,7 @@ import pytest
 
 from gitopsctl.config import KubernetesTarget, ObjectRef
 from gitopsctl.flux import git_revision
-from gitopsctl.harness.kube.store import KUSTOMIZATIONS, PODS
+from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS, PODS
 from gitopsctl.health import probe_http
 from gitopsctl.targets.kubernetes import KubeTarget, ReconcileFailed
 
@@ -191,7 +191,7 @@ def test_kustomization_that_does_not_build_fails_apply(cluster):
 def test_health_check_phase_holds_back_a_newer_revision(cluster, cancel):
     """kustomize-controller finishes (or times out) its health check before a newer revision,
     unless CancelHealthCheckOnNewRevision is on: rollback timings measured here are honest."""
-    from gitopsctl.harness.kube.store import KUSTOMIZATIONS as KS
+    from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS as KS
 
     cluster.kube.store.patch(KS, "flux-system", "apps", {"spec": {"timeout": "4s"}})
     cluster.kube.simulator.cancel_health_check_on_new_revision = cancel

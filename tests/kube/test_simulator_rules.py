@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitopsctl.harness.kube.fluxsim import _extract
-from gitopsctl.harness.kube.fluxstatus import format_duration, go_duration
-from gitopsctl.harness.kube.kubelet import memory_bytes, split_image
+from gitopsctl.sandbox.lab.kube.fluxsim import _extract
+from gitopsctl.sandbox.lab.kube.fluxstatus import format_duration, go_duration
+from gitopsctl.sandbox.lab.kube.kubelet import memory_bytes, split_image
 
 
 @given(st.integers(0, 100), st.integers(0, 59), st.integers(0, 59))

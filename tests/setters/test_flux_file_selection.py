@@ -20,7 +20,7 @@ from gitopsctl import setters
 from gitopsctl.config import load as load_config
 from gitopsctl.deploy.plan import plan_service
 from gitopsctl.errors import InputError
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 from gitopsctl.imageref import parse_reference
 from gitopsctl.yamlsafe import HostileInput
 

@@ -7,7 +7,7 @@ import pytest
 from gitopsctl import automation, repo as gitrepo
 from gitopsctl.deploys import ensure_not_superseded, read_state
 from gitopsctl.errors import Superseded
-from gitopsctl.harness.gitremote import git, make_git_remote
+from gitopsctl.sandbox.lab.gitremote import git, make_git_remote
 
 AUTHOR = gitrepo.Author("gitopsctl", "gitopsctl@homelab.lan")
 

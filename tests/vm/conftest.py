@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.harness.ports import free_port
-from gitopsctl.harness.sshd import SshServer, start_sshd
+from gitopsctl.sandbox.lab.ports import free_port
+from gitopsctl.sandbox.lab.sshd import SshServer, start_sshd
 
 VENV_BIN = Path(sys.executable).parent
 GITOPSCTL = VENV_BIN / "gitopsctl"
@@ -114,7 +114,7 @@ services:
 
 @dataclass
 class VmRepo:
-    remote: "object"              # gitopsctl.harness.gitremote.GitRemote (the CI side clone)
+    remote: "object"              # gitopsctl.sandbox.lab.gitremote.GitRemote (the CI side clone)
     checkout: Path                # the VM's clone
     project: str
     port: int

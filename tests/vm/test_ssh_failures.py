@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from gitopsctl.harness.ports import free_port
-from gitopsctl.harness.sshd import generate_key, known_hosts_line
+from gitopsctl.sandbox.lab.ports import free_port
+from gitopsctl.sandbox.lab.sshd import generate_key, known_hosts_line
 from gitopsctl.targets.vm import fingerprint
 
 

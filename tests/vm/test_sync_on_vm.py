@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 GITOPSCTL = Path(sys.executable).parent / "gitopsctl"
 

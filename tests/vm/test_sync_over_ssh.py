@@ -50,7 +50,7 @@ def test_unhealthy_backend_fails_fast_and_a_revert_heals_it(vm_repo, vm_images):
     assert "exit code" in text and "restarts" in text
     assert "app starting mode=sick" in text  # last log lines are evidence
     # rollback = a revert commit, a fast-forward for the VM
-    from gitopsctl.harness.gitremote import git
+    from gitopsctl.sandbox.lab.gitremote import git
 
     git(vm_repo.remote.work, "revert", "--no-edit", bad)
     vm_repo.remote.push()

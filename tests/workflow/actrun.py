@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from gitopsctl.harness.gitremote import GitRemote, git
+from gitopsctl.sandbox.lab.gitremote import GitRemote, git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ".gitea/workflows/deploy.yaml"

@@ -22,8 +22,8 @@ from typing import Iterator
 
 import pytest
 
-from gitopsctl.harness.gitremote import make_git_remote as _make_git_remote
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.gitremote import make_git_remote as _make_git_remote
+from gitopsctl.sandbox.lab.ports import free_port
 
 from .actrun import (ACT, BACKEND_COMPOSE, FRONTEND_DEPLOYMENT, FRONTEND_SERVICE, REPO_ROOT, SEED,
                      SMOKE_TEST, Pipeline, homelab_config, run_act, seed_config)
@@ -90,7 +90,7 @@ def _unreachable_kubeconfig() -> str:
 @dataclass
 class Homelab:
     pipeline: Pipeline
-    kube: object                 # gitopsctl.harness.kube.KubeEmulator
+    kube: object                 # gitopsctl.sandbox.lab.kube.KubeEmulator
     vm_checkout: Path
     compose_project: str
     frontend_url: str            # http://127.0.0.1:<nodePort>
@@ -121,8 +121,8 @@ def _wait_for(url: str, deadline_s: float, why: str) -> None:
 
 @pytest.fixture
 def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registry) -> Iterator[Homelab]:
-    from gitopsctl.harness.kube import KubeEmulator
-    from gitopsctl.harness.sshd import start_sshd
+    from gitopsctl.sandbox.lab.kube import KubeEmulator
+    from gitopsctl.sandbox.lab.sshd import start_sshd
 
     images = {svc: _push_seed_image(docker_client, registry, svc, base_image)
               for svc in ("frontend", "backend")}

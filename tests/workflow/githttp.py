@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gitopsctl.harness.httpserve import serve_in_background, shut_down
+from gitopsctl.sandbox.lab.httpserve import serve_in_background, shut_down
 
 _BACKEND_TIMEOUT = 60.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
-from gitopsctl.harness.baseimage import APPLETS, BASE_IMAGE, ensure_base_image, rootfs_tar
+from gitopsctl.sandbox.lab.baseimage import APPLETS, BASE_IMAGE, ensure_base_image, rootfs_tar
 
 
 def test_rootfs_is_deterministic_and_complete():

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from gitopsctl.harness.gitremote import git
+from gitopsctl.sandbox.lab.gitremote import git
 
 
 def test_seeded_remote_has_the_files(make_git_remote, tmp_path):

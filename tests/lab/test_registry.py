@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from gitopsctl.harness.ports import port_open
-from gitopsctl.harness.registry import ROBOT_USER, libtrust_key_id
+from gitopsctl.sandbox.lab.ports import port_open
+from gitopsctl.sandbox.lab.registry import ROBOT_USER, libtrust_key_id
 
 
 def _session() -> requests.Session:

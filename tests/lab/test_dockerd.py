@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from gitopsctl.harness.dockerd import DockerEngine, connect_or_start, ping
-from gitopsctl.harness.ports import free_port
+from gitopsctl.sandbox.lab.dockerd import DockerEngine, connect_or_start, ping
+from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.health import probe_http
 
 
