@@ -53,10 +53,10 @@ def main() -> int:
 
     from gitopsctl.commands import Context
     from gitopsctl.commands.build import build
-    from gitopsctl.harness.baseimage import ensure_base_image
-    from gitopsctl.harness.dockerd import DockerEngine
-    from gitopsctl.harness.gitremote import make_git_remote
-    from gitopsctl.harness.registry import Registry
+    from gitopsctl.sandbox.lab.baseimage import ensure_base_image
+    from gitopsctl.sandbox.lab.dockerd import DockerEngine
+    from gitopsctl.sandbox.lab.gitremote import make_git_remote
+    from gitopsctl.sandbox.lab.registry import Registry
 
     with tempfile.TemporaryDirectory(prefix="gitopsctl-bench-") as tmp:
         root = Path(tmp)

@@ -19,7 +19,7 @@ not held back behind the bad one's health check):
   healthy    push of a good commit -> healthy HealthReport
 
 The kubelet runs on the sandbox's clock (restart back-off 0.5 s for the real 10 s); the
-crash-loop states come in the kubelet's order (see gitopsctl/harness/kube/kubelet.py).
+crash-loop states come in the kubelet's order (see gitopsctl/sandbox/lab/kube/kubelet.py).
 Exits 1 when any detection takes 2 s or more.
 """
 
@@ -48,12 +48,12 @@ def main() -> int:
 
     from conftest import APP_PATH, KUSTOMIZATION_YAML, NAMESPACE, Cluster, deployment_yaml, service_yaml
 
-    from gitopsctl.harness.baseimage import ensure_base_image
-    from gitopsctl.harness.dockerd import DockerEngine
-    from gitopsctl.harness.gitremote import make_git_remote
-    from gitopsctl.harness.kube import KubeEmulator
-    from gitopsctl.harness.ports import free_port
-    from gitopsctl.harness.registry import Registry
+    from gitopsctl.sandbox.lab.baseimage import ensure_base_image
+    from gitopsctl.sandbox.lab.dockerd import DockerEngine
+    from gitopsctl.sandbox.lab.gitremote import make_git_remote
+    from gitopsctl.sandbox.lab.kube import KubeEmulator
+    from gitopsctl.sandbox.lab.ports import free_port
+    from gitopsctl.sandbox.lab.registry import Registry
     from gitopsctl.health import probe_http
     from gitopsctl.targets.rollout import FAILING_WAIT_REASONS, PULL_FAILURE_GRACE
 

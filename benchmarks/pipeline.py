@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/pipeline.py [--good N] [--crash N] [--crash-held N]
 
-Starts a private dockerd and the whole lab (gitopsctl.harness.lab: registry, SSH VM,
+Starts a private dockerd and the whole lab (gitopsctl.sandbox.lab.lab: registry, SSH VM,
 git remote, Kubernetes API emulator with its Flux and cluster simulator) with stage
 delay 0, runs the real CLI as CI does (`gitopsctl build`, then `gitopsctl stage`, each
 a subprocess in the CI clone) and stops everything at the end.
@@ -312,8 +312,8 @@ def main() -> int:
                         help="the apps Kustomization's spec.timeout (how long a bad release holds a revert)")
     args = parser.parse_args()
 
-    from gitopsctl.harness.dockerd import DockerEngine
-    from gitopsctl.harness.lab import Lab, LabSettings
+    from gitopsctl.sandbox.lab.dockerd import DockerEngine
+    from gitopsctl.sandbox.lab.lab import Lab, LabSettings
 
     work = Path(tempfile.mkdtemp(prefix="gitopsctl-pipeline-bench-"))
     say(f"work directory {work}; load average {load_average()}")

@@ -96,7 +96,7 @@ class ClusterWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        from gitopsctl.harness.kube.store import KUSTOMIZATIONS, PODS
+        from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS, PODS
 
         rv = -1
         while not self._halt.is_set():

@@ -69,7 +69,7 @@ class _Narrator:
 
 
 def _new_lab(ctx, workdir: Path, stage_delay: float):
-    from gitopsctl.harness.lab import Lab, LabSettings
+    from gitopsctl.sandbox.lab.lab import Lab, LabSettings
 
     rep = ctx.reporter
     t0 = time.monotonic()

@@ -12,7 +12,7 @@ def audit_trail(bare: Path, branch: str = "main") -> list[dict]:
     uses), so this shows what git itself says happened.
     """
     from gitopsctl import repo as gitrepo
-    from gitopsctl.harness.gitremote import git
+    from gitopsctl.sandbox.lab.gitremote import git
 
     ref = f"refs/heads/{branch}"
     records = {r.commit: r for r in gitrepo.deploy_log(bare, ref)}

@@ -31,7 +31,7 @@ class Footprint:
 
     @classmethod
     def of(cls, lab: Any) -> "Footprint":
-        from gitopsctl.harness.kube.kubelet import LABEL
+        from gitopsctl.sandbox.lab.kube.kubelet import LABEL
 
         engine = lab.engine
         labels = []
@@ -98,7 +98,7 @@ def find_leftovers(footprint: Footprint, *, workdir_kept: bool = False) -> list[
 
 def reap(footprint: Footprint, created: bool, timeout: float = 20.0) -> None:
     """Clean up after a sandbox whose own process died before it could (e.g. SIGKILL)."""
-    from gitopsctl.harness.dockerd import DockerEngine
+    from gitopsctl.sandbox.lab.dockerd import DockerEngine
 
     if not footprint.engine_owned and footprint.docker_host:
         _remove_labelled_containers(footprint)

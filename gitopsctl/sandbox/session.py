@@ -98,7 +98,7 @@ def require_tools() -> None:
 
 
 def _engine_reachable() -> bool:
-    from gitopsctl.harness.dockerd import ping
+    from gitopsctl.sandbox.lab.dockerd import ping
 
     hosts = [os.environ["DOCKER_HOST"]] if os.environ.get("DOCKER_HOST") else []
     return any(ping(h) for h in (*hosts, "unix:///var/run/docker.sock"))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitopsctl.errors import ExternalError
-from gitopsctl.harness.ports import free_port, port_open
+from gitopsctl.sandbox.lab.ports import free_port, port_open
 
 ROBOT_USER = "robot$homelab+ci"
 _START_ATTEMPTS = 3  # a free port can be taken between probing and binding
@@ -208,7 +208,7 @@ class TokenServer:
         return self.workdir / "token-root.pem"
 
     def start(self) -> "TokenServer":
-        from gitopsctl.harness.httpserve import serve_in_background
+        from gitopsctl.sandbox.lab.httpserve import serve_in_background
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._make_key()
@@ -217,7 +217,7 @@ class TokenServer:
         return self
 
     def stop(self) -> None:
-        from gitopsctl.harness.httpserve import shut_down
+        from gitopsctl.sandbox.lab.httpserve import shut_down
 
         shut_down(self._server)
         self._server = None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from gitopsctl.errors import ExternalError
-from gitopsctl.harness.ports import free_port, port_open
+from gitopsctl.sandbox.lab.ports import free_port, port_open
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"

@@ -14,9 +14,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from gitopsctl.harness.kube.server import ApiServer, Faults
-from gitopsctl.harness.kube.simulator import ClusterSimulator, FluxOptions
-from gitopsctl.harness.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, Store
+from gitopsctl.sandbox.lab.kube.server import ApiServer, Faults
+from gitopsctl.sandbox.lab.kube.simulator import ClusterSimulator, FluxOptions
+from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, Store
 
 __all__ = ["KubeEmulator", "ApiServer", "ClusterSimulator", "Faults", "FluxOptions", "Store"]
 

@@ -23,7 +23,7 @@ import copy
 from typing import Any
 
 from gitopsctl import kubeapis, kubeschema
-from gitopsctl.harness.kube.store import StoreError
+from gitopsctl.sandbox.lab.kube.store import StoreError
 
 _MODES = ("Strict", "Warn", "Ignore")
 

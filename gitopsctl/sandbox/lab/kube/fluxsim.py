@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitopsctl.harness.kube import dryrun, kstatus
-from gitopsctl.harness.kube.fluxstatus import (REQUESTED_AT, condition, drop_condition, format_duration, git,
+from gitopsctl.sandbox.lab.kube import dryrun, kstatus
+from gitopsctl.sandbox.lab.kube.fluxstatus import (REQUESTED_AT, condition, drop_condition, format_duration, git,
                                                go_duration, local_repo, retry_reconciling, set_ready)
-from gitopsctl.harness.kube.controllers import set_condition
-from gitopsctl.harness.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, Store, StoreError
+from gitopsctl.sandbox.lab.kube.controllers import set_condition
+from gitopsctl.sandbox.lab.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, Store, StoreError
 
 # kustomize-controller main.go: --requeue-dependency defaults to 30s.
 DEPENDENCY_REQUEUE_INTERVAL = 30.0

@@ -7,7 +7,7 @@ import re
 import subprocess
 from typing import Any
 
-from gitopsctl.harness.kube.controllers import set_condition
+from gitopsctl.sandbox.lab.kube.controllers import set_condition
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

@@ -37,10 +37,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitopsctl.harness.kube.controllers import set_condition, terminating
-from gitopsctl.harness.kube.store import PODS, Store, now_rfc3339
+from gitopsctl.sandbox.lab.kube.controllers import set_condition, terminating
+from gitopsctl.sandbox.lab.kube.store import PODS, Store, now_rfc3339
 
-LABEL = "gitopsctl.harness/kube-sim"
+LABEL = "gitopsctl.sandbox.lab/kube-sim"
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G|k)?$")
 _UNITS = {None: 1, "K": 1000, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
 

@@ -14,8 +14,8 @@ import socket
 import threading
 from typing import Any
 
-from gitopsctl.harness.kube.selectors import Selector
-from gitopsctl.harness.kube.store import PODS, Store
+from gitopsctl.sandbox.lab.kube.selectors import Selector
+from gitopsctl.sandbox.lab.kube.store import PODS, Store
 
 
 def _ready(pod: dict) -> bool:

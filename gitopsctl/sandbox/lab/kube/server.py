@@ -36,12 +36,12 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from gitopsctl import kubeapis
-from gitopsctl.harness.kube import discovery, openapi
-from gitopsctl.harness.kube.admission import admit, field_validation
-from gitopsctl.harness.kube.kubeconfig import kubeconfig_document, write_kubeconfig
-from gitopsctl.harness.kube.selectors import Selector, SelectorError
-from gitopsctl.harness.kube.store import PODS, Kind, Store, StoreError, kind_for, merge_patch
-from gitopsctl.harness.kube.tls import make_server_certificate
+from gitopsctl.sandbox.lab.kube import discovery, openapi
+from gitopsctl.sandbox.lab.kube.admission import admit, field_validation
+from gitopsctl.sandbox.lab.kube.kubeconfig import kubeconfig_document, write_kubeconfig
+from gitopsctl.sandbox.lab.kube.selectors import Selector, SelectorError
+from gitopsctl.sandbox.lab.kube.store import PODS, Kind, Store, StoreError, kind_for, merge_patch
+from gitopsctl.sandbox.lab.kube.tls import make_server_certificate
 
 LogProvider = Callable[[str, str, "str | None", bool], "str | None"]
 

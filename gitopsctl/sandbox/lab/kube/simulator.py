@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gitopsctl.harness.kube.controllers import DeploymentController, ReplicaSetController
-from gitopsctl.harness.kube.fluxsim import DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR, KustomizeController
-from gitopsctl.harness.kube.kubelet import Kubelet
-from gitopsctl.harness.kube.proxy import ServiceProxy
-from gitopsctl.harness.kube.sourcectl import SourceController
-from gitopsctl.harness.kube.store import Store
+from gitopsctl.sandbox.lab.kube.controllers import DeploymentController, ReplicaSetController
+from gitopsctl.sandbox.lab.kube.fluxsim import DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR, KustomizeController
+from gitopsctl.sandbox.lab.kube.kubelet import Kubelet
+from gitopsctl.sandbox.lab.kube.proxy import ServiceProxy
+from gitopsctl.sandbox.lab.kube.sourcectl import SourceController
+from gitopsctl.sandbox.lab.kube.store import Store
 
 
 @dataclass(frozen=True)

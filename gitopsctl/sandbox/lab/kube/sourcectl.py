@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gitopsctl.harness.kube.controllers import set_condition
-from gitopsctl.harness.kube.fluxstatus import REQUESTED_AT, drop_condition, git, go_duration, local_repo, set_ready
-from gitopsctl.harness.kube.store import GIT_REPOSITORIES, Store, now_rfc3339
+from gitopsctl.sandbox.lab.kube.controllers import set_condition
+from gitopsctl.sandbox.lab.kube.fluxstatus import REQUESTED_AT, drop_condition, git, go_duration, local_repo, set_ready
+from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, Store, now_rfc3339
 
 
 class SourceController:
