@@ -24,6 +24,10 @@ CONFIG_FILENAME = "gitopsctl.yaml"
 ENV_PREFIX = "GITOPSCTL_"
 _NAME_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _POLICY_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+_COMPOSE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+CURRENT_VERSION = 2
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+HEALTH_KINDS = ("http", "tcp", "compose")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
@@ -80,17 +84,24 @@ def out_of_range(value: float, md: dict, unit: str = "") -> str | None:
 
 
 def field_metadata(dotted: str) -> dict:
-    """The metadata of a config field named like `timeouts.failure`."""
-    cls: Any = Config
+    """The metadata of a config field named like `timeouts.failure` or `targets.vm.port`
+    (a name under a map of sections, such as a target's, may be any)."""
+    classes: list = [Config]
     md: dict = {}
-    for part in dotted.split("."):
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in fields:
+    parts = dotted.split(".")
+    i = 0
+    while i < len(parts):
+        found = next(((cls, f) for cls in classes for f in dataclasses.fields(cls)
+                      if yaml_key(f) == parts[i]), None)
+        if found is None:
             raise KeyError(dotted)
-        md, tp = dict(fields[part].metadata), hints[part]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        cls = args[0] if args and dataclasses.is_dataclass(args[0]) else tp
+        cls, f = found
+        md, tp = dict(f.metadata), typing.get_type_hints(cls)[f.name]
+        if typing.get_origin(tp) is dict:
+            tp, i = typing.get_args(tp)[1], i + 1  # the next part is a name, not a key
+        args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+        classes = [a for a in args if dataclasses.is_dataclass(a)]
+        i += 1
     return md
 
 
@@ -179,13 +190,70 @@ class Git:
 
 
 @dataclass(frozen=True)
+class Workload:
+    kind: str = field(metadata=meta("Workload kind whose rollout is followed", "Deployment",
+                                    choices=WORKLOAD_KINDS))
+    name: str = field(metadata=meta("Workload name", "frontend", pattern=_NAME_RE))
+    namespace: str = field(default="default", metadata=meta("Namespace", "default",
+                                                            pattern=_NAME_RE))
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.lower()}/{self.name} in {self.namespace}"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    http: Optional[str] = field(default=None, metadata=meta(
+        "URL that answers 2xx when the service is healthy (probed from where gitopsctl runs)",
+        "http://frontend.lan/healthz", pattern=r"^https?://\S+$"))
+    tcp: Optional[str] = field(default=None, metadata=meta(
+        "host:port that accepts a TCP connection when the service is healthy",
+        "backend.lan:5432", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"))
+    compose: Optional[str] = field(default=None, metadata=meta(
+        "Compose service whose containers must run without restarting and pass their "
+        "healthcheck (judged on the VM)", "worker", pattern=_COMPOSE_NAME_RE))
+
+    schema_extra = {"minProperties": 1, "maxProperties": 1}
+
+    @staticmethod
+    def _check(check: "HealthCheck") -> str | None:
+        given = [k for k in HEALTH_KINDS if getattr(check, k) is not None]
+        if len(given) != 1:
+            return ("exactly one of http, tcp or compose" + (f", got {' and '.join(given)}" if given else ""),
+                    "write one check per list item, e.g. `- http: http://app.lan/healthz` "
+                    "then `- tcp: app.lan:5432`")
+        return None
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in HEALTH_KINDS if getattr(self, k) is not None)
+
+    @property
+    def url(self) -> str | None:
+        return self.http
+
+    @property
+    def address(self) -> str | None:
+        return self.tcp
+
+    @property
+    def service(self) -> str | None:
+        return self.compose
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {getattr(self, self.kind)}"
+
+
+@dataclass(frozen=True)
 class Service:
     image: str = field(metadata=meta("Repository name under registry/project", "frontend",
                                      pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$"))
     context: str = field(metadata=meta("Build context, relative to the repository root",
                                        "examples/frontend"))
-    target: str = field(metadata=meta("Where the service runs", "kubernetes",
-                                      choices=("kubernetes", "vm")))
+    target: str = field(metadata=meta("Name of the target (a key of `targets`) the service runs on",
+                                      "homelab", pattern=_NAME_RE))
     policy: str = field(metadata=meta(
         "Flux ImagePolicy NAMESPACE:NAME that setter markers for this service name",
         "flux-system:frontend", pattern=_POLICY_RE))
@@ -194,6 +262,16 @@ class Service:
         ["clusters/homelab/apps/frontend"]))
     dockerfile: str = field(default="Dockerfile", metadata=meta(
         "Dockerfile, relative to the context", "Dockerfile"))
+    workloads: tuple[Workload, ...] = field(default=(), metadata=meta(
+        "Kubernetes targets only: the Deployments, StatefulSets and DaemonSets to follow",
+        [{"kind": "Deployment", "name": "frontend", "namespace": "default"}]))
+    compose_services: tuple[str, ...] = field(default=(), metadata=meta(
+        "VM targets only: the compose services this service owns (empty: the whole compose file)",
+        ["backend"]))
+    health: tuple[HealthCheck, ...] = field(default=(), metadata=meta(
+        "Health checks that must pass after a deploy, each one of http, tcp or compose "
+        "(empty: the workloads' own readiness is the verdict)",
+        [{"http": "http://frontend.lan/healthz"}]))
 
 
 @dataclass(frozen=True)
@@ -205,12 +283,11 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class KubernetesTarget:
+    kind: str = field(metadata=meta("Target kind", "kubernetes", choices=("kubernetes",)))
     git_repository: ObjectRef = field(metadata=meta("Flux GitRepository to reconcile"))
-    kustomization: ObjectRef = field(metadata=meta("Flux Kustomization that applies the app"))
-    deployment: ObjectRef = field(metadata=meta("Deployment whose rollout is followed"))
-    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the frontend is healthy",
-                                          "http://frontend.lan/healthz",
-                                          pattern=r"^https?://\S+$"))
+    kustomizations: tuple[ObjectRef, ...] = field(metadata=meta(
+        "Flux Kustomizations that apply the target's services, reconciled in this order",
+        [{"name": "apps", "namespace": "flux-system"}]))
     kubeconfig: Optional[str] = field(default=None, metadata=meta(
         "Path to the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)", "~/.kube/config"))
     context: Optional[str] = field(default=None, metadata=meta(
@@ -218,18 +295,22 @@ class KubernetesTarget:
     image_update_automation: Optional[ObjectRef] = field(default=None, metadata=meta(
         "Flux ImageUpdateAutomation writing the same fields; rollback suspends it"))
 
+    @staticmethod
+    def _check(target: "KubernetesTarget") -> str | None:
+        return None if target.kustomizations else (
+            "at least one Kustomization", "add `kustomizations: [{name: apps, namespace: flux-system}]`, "
+                                          "the Flux Kustomization that applies the services")
+
 
 @dataclass(frozen=True)
 class VMTarget:
+    kind: str = field(metadata=meta("Target kind", "vm", choices=("vm",)))
     host: str = field(metadata=meta("SSH host of the VM", "backend.lan",
                                     pattern=r"^[A-Za-z0-9.:-]+$"))
     user: str = field(metadata=meta("SSH user on the VM", "deploy",
                                     pattern=r"^[a-z_][a-z0-9_-]*$"))
     compose_file: str = field(metadata=meta("Compose file path inside the repository",
                                             "clusters/homelab/backend-vm/docker-compose.yml"))
-    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the backend is healthy",
-                                          "http://backend.lan:8080/healthz",
-                                          pattern=r"^https?://\S+$"))
     port: int = field(default=22, metadata=meta("SSH port", 22, minimum=1, maximum=65535))
     identity_file: Optional[str] = field(default=None, metadata=meta(
         "Private key for SSH (default: $GITOPSCTL_SSH_KEY_FILE, then ssh's defaults)",
@@ -258,21 +339,23 @@ class VMTarget:
         maximum=86400))
 
 
-@dataclass(frozen=True)
-class Targets:
-    kubernetes: Optional[KubernetesTarget] = field(default=None, metadata=meta(
-        "The Kubernetes cluster reconciled by Flux"))
-    vm: Optional[VMTarget] = field(default=None, metadata=meta(
-        "The VM running docker compose"))
+TargetConfig = typing.Union[KubernetesTarget, VMTarget]
 
 
 @dataclass(frozen=True)
 class Stage:
-    order: tuple[str, ...] = field(default=("frontend", "backend"), metadata=meta(
-        "Services in deploy order", ["frontend", "backend"]))
+    # The YAML key is `order`; `order` in code is the flat list, the groups are `groups`.
+    groups: tuple[tuple[str, ...], ...] = field(default=(), metadata={**meta(
+        "Deploy order; a list item that is itself a list is a group of services that deploy "
+        "together (default: every service alone, in the order of `services`)",
+        ["frontend", ["api", "worker"]]), "key": "order"})
     delay: float = field(default=60.0, metadata=meta(
-        "Pause after the first service is healthy before the next one starts", "60s",
+        "Pause after a group is healthy before the next one starts", "60s",
         duration=True, minimum=0, maximum=3600))
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(name for group in self.groups for name in group)
 
 
 @dataclass(frozen=True)
@@ -280,7 +363,7 @@ class Timeouts:
     failure: float = field(default=300.0, metadata=meta(
         "Deadline for a target to become healthy after a deploy", "5m",
         duration=True, minimum=1, maximum=7200))
-    http: float = field(default=5.0, metadata=meta("Timeout of one HTTP health probe", "5s",
+    http: float = field(default=5.0, metadata=meta("Timeout of one HTTP or TCP health probe", "5s",
                                                     duration=True, minimum=0.1, maximum=300))
     ssh_connect: float = field(default=10.0, metadata=meta("SSH connect timeout", "10s",
                                                            duration=True, minimum=1, maximum=300))
@@ -292,17 +375,22 @@ class Timeouts:
 @dataclass(frozen=True)
 class Config:
     registry: Registry = field(metadata=meta("The image registry (Harbor)"))
-    services: dict[str, Service] = field(metadata=meta("Services by name (frontend, backend)"))
-    targets: Targets = field(metadata=meta("Where services run"))
-    version: int = field(default=1, metadata=meta("Config format version", 1, choices=(1,)))
+    services: dict[str, Service] = field(metadata=meta("Services by name (any lowercase names)"))
+    targets: dict[str, TargetConfig] = field(metadata=meta(
+        "Where services run, by name: each a Kubernetes cluster reconciled by Flux "
+        "(kind: kubernetes) or a VM running docker compose (kind: vm)"))
+    version: int = field(default=CURRENT_VERSION, metadata=meta(
+        "Config format version (1 still loads; `gitopsctl config --migrate` prints its v2 form)",
+        CURRENT_VERSION, choices=(1, CURRENT_VERSION)))
     git: Git = field(default_factory=Git, metadata=meta("Git settings"))
     stage: Stage = field(default_factory=Stage, metadata=meta("Stage order and delay"))
     timeouts: Timeouts = field(default_factory=Timeouts, metadata=meta("Deadlines"))
     state_dir: str = field(default=".gitopsctl", metadata=meta(
         "Git-ignored directory (repo-relative) for build records and locks", ".gitopsctl"))
-    # Not read from the file: where it was loaded from.
+    # Not read from the file: where it was loaded from, and the version it was written in.
     path: Optional[Path] = field(default=None, compare=False, metadata={"internal": True})
     root: Optional[Path] = field(default=None, compare=False, metadata={"internal": True})
+    source_version: int = field(default=CURRENT_VERSION, compare=False, metadata={"internal": True})
 
     def service(self, name: str) -> Service:
         try:
@@ -310,6 +398,23 @@ class Config:
         except KeyError:
             raise ConfigError(f"no service named {name!r} in {self.path}",
                               hint=f"known services: {', '.join(sorted(self.services))}") from None
+
+    def target(self, name: str) -> TargetConfig:
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise ConfigError(f"no target named {name!r} in {self.path}",
+                              hint=f"known targets: {', '.join(sorted(self.targets))}") from None
+
+    def target_of(self, service: str) -> TargetConfig:
+        return self.target(self.service(service).target)
+
+    def services_on(self, target: str) -> tuple[str, ...]:
+        """The services bound to a target, in stage order."""
+        return tuple(s for s in self.stage.order if self.services[s].target == target)
+
+    def targets_of_kind(self, kind: str) -> dict[str, TargetConfig]:
+        return {name: t for name, t in self.targets.items() if t.kind == kind}
 
     def image_repository(self, service: str) -> str:
         """registry-host/project/image, the name part of the service's image references."""
@@ -375,11 +480,33 @@ def load(path: Path | str, *, root: Path | None = None,
         raise ConfigError("the top level must be a mapping of keys", location=Location(str(path), 1, 1),
                           hint="start with `registry:`, `services:` and `targets:` (see examples/gitopsctl.yaml)")
     data = _apply_env_overrides(data, environ if environ is not None else os.environ, loader)
-    config = loader.build(Config, data, "", None)
-    config = dataclasses.replace(config, path=path.resolve(),
-                                 root=(root or find_repo_root(path.resolve().parent) or path.resolve().parent))
-    _cross_check(config, data, loader)
-    return config
+    version = data.get("version", 1)
+    if version == 1 and not isinstance(version, bool):
+        config = _load_v1(data, loader)
+    elif version == CURRENT_VERSION and not isinstance(version, bool):
+        config = loader.build(Config, data, "", None)
+        if not config.stage.groups:
+            config = dataclasses.replace(config, stage=dataclasses.replace(
+                config.stage, groups=tuple((name,) for name in config.services)))
+        _cross_check(config, data, loader)
+    else:
+        loader.fail(data, "version", "version", f"1 or {CURRENT_VERSION}", CURRENT_VERSION, version)
+    return dataclasses.replace(config, path=path.resolve(),
+                               root=(root or find_repo_root(path.resolve().parent) or path.resolve().parent))
+
+
+def _load_v1(data: dict, loader: "_Loader") -> Config:
+    from gitopsctl import config_v1
+
+    try:
+        old = loader.build(config_v1.ConfigV1, data, "", None)
+    except ConfigError as exc:
+        if "version" not in data and config_v1.looks_like_v2(data):
+            exc.hint = (f"{exc.hint}; " if exc.hint else "") + \
+                "this reads like a version 2 file: add `version: 2` at the top"
+        raise
+    config_v1.cross_check(old, data, loader)
+    return config_v1.upgrade(old)
 
 
 def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str], loader: "_Loader") -> dict:
@@ -395,7 +522,10 @@ def _apply_env_overrides(data: dict, environ: typing.Mapping[str, str], loader: 
             continue
         parts = [p.lower() for p in name.split("__")]
         node = data
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, dict) and part not in node and part.replace("_", "-") in node:
+                # Environment names cannot hold `-`: BACKEND_VM stands for `backend-vm`.
+                part = parts[i] = part.replace("_", "-")
             nxt = node.get(part) if isinstance(node, dict) else None
             if not isinstance(nxt, dict):
                 from ruamel.yaml.comments import CommentedMap
@@ -470,7 +600,7 @@ class _Loader:
         hints = typing.get_type_hints(cls)
         if not isinstance(data, dict):
             self.fail(parent, key, prefix or "(top level)", "a mapping", None, data)
-        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        fields = {yaml_key(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         for k in data:
             if k not in fields:
                 close = difflib.get_close_matches(str(k), list(fields), n=1)
@@ -490,8 +620,15 @@ class _Loader:
                                       else f"add a `{name}:` section (see examples/gitopsctl.yaml)",
                                       details={"key": dotted})
                 continue
-            kwargs[name] = self.convert(hints[name], data[name], dotted, data, name, f.metadata)
-        return cls(**kwargs)
+            kwargs[f.name] = self.convert(hints[f.name], data[name], dotted, data, name, f.metadata)
+        built = cls(**kwargs)
+        check = getattr(cls, "_check", None)
+        problem = check(built) if check is not None else None
+        if problem:
+            expected, hint = problem
+            raise ConfigError(f"{prefix}: expected {expected}", hint=hint,
+                              location=self.where(parent, key, value=False), details={"key": prefix})
+        return built
 
     def convert(self, tp: Any, value: Any, dotted: str, parent: Any, key: Any, md: dict):
         origin = typing.get_origin(tp)
@@ -501,6 +638,8 @@ class _Loader:
             inner = [a for a in args if a is not type(None)]
             if value is None:
                 return None
+            if len(inner) > 1:
+                return self._variant(inner, value, dotted, parent, key)
             return self.convert(inner[0], value, dotted, parent, key, md)
         if dataclasses.is_dataclass(tp):
             return self.build(tp, value, dotted, parent, key)
@@ -551,6 +690,22 @@ class _Loader:
             return str(value)
         raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not user input
 
+    def _variant(self, classes: list, value: Any, dotted: str, parent: Any, key: Any):
+        """One of several sections, told apart by their `kind:` (like a Kubernetes object)."""
+        kinds = {variant_kind(c): c for c in classes}
+        if not isinstance(value, dict):
+            self.fail(parent, key, dotted, "a mapping", None, value)
+        if "kind" not in value:
+            raise ConfigError(f"{dotted}.kind: required key is missing",
+                              location=self.where(parent, key, value=False),
+                              hint=f"add `kind:` with one of: {', '.join(kinds)}",
+                              details={"key": f"{dotted}.kind"})
+        chosen = kinds.get(value["kind"])
+        if chosen is None:
+            self.fail(value, "kind", f"{dotted}.kind", "one of " + ", ".join(kinds),
+                      next(iter(kinds)), value["kind"])
+        return self.build(chosen, value, dotted, parent, key)
+
     def _duration(self, value, dotted, parent, key, md) -> float:
         seconds = parse_seconds(value)
         if seconds is None:
@@ -572,23 +727,89 @@ class _Loader:
 
 
 def _cross_check(config: Config, data: dict, loader: _Loader) -> None:
+    """What one section says about another: stage names, targets, kinds of checks."""
     services = data.get("services") or {}
-    for i, name in enumerate(config.stage.order):
-        if name not in config.services:
-            stage = data.get("stage") or {}
-            order = stage.get("order") if isinstance(stage, dict) else None
-            parent, key = (order, i) if isinstance(order, list) else (data, "stage")
-            raise ConfigError(f"stage.order[{i}]: unknown service {name!r}",
-                              location=loader.where(parent, key),
-                              hint=f"use one of: {', '.join(config.services)}",
-                              details={"key": f"stage.order[{i}]"})
+    stage = data.get("stage") if isinstance(data.get("stage"), dict) else {}
+    order = stage.get("order")
+    seen: set[str] = set()
+    for i, group in enumerate(config.stage.groups):
+        for name in group:
+            node = order[i] if isinstance(order, list) and isinstance(order[i], list) else order
+            where = (node, group.index(name)) if isinstance(node, list) and node is not order \
+                else ((order, i) if isinstance(order, list) else (data, "stage"))
+            key = f"stage.order[{i}]"
+            if name not in config.services:
+                raise ConfigError(f"{key}: unknown service {name!r}", location=loader.where(*where),
+                                  hint=f"use one of: {', '.join(config.services)}",
+                                  details={"key": key})
+            if name in seen:
+                raise ConfigError(f"{key}: service {name!r} is in the stage order twice",
+                                  location=loader.where(*where),
+                                  hint="list every service once; a group is one list item",
+                                  details={"key": key})
+            seen.add(name)
     for name, svc in config.services.items():
-        if getattr(config.targets, svc.target) is None:
-            raise ConfigError(
-                f"services.{name}.target: target {svc.target!r} is not configured",
-                location=loader.where(services.get(name), "target"),
-                hint=f"add a `targets.{svc.target}:` section, or change the service's target",
-                details={"key": f"services.{name}.target"})
+        node = services.get(name)
+        key = f"services.{name}"
+        if svc.target not in config.targets:
+            raise ConfigError(f"{key}.target: target {svc.target!r} is not configured",
+                              location=loader.where(node, "target"),
+                              hint=f"add `targets.{svc.target}:` with a `kind:`, or use one of: "
+                                   f"{', '.join(config.targets) or '(none yet)'}",
+                              details={"key": f"{key}.target"})
+        kind = config.targets[svc.target].kind
+        if kind == "kubernetes":
+            if not svc.workloads:
+                raise ConfigError(f"{key}.workloads: a service on Kubernetes target {svc.target!r} "
+                                  "needs at least one workload to follow", location=loader.where(data["services"], name, value=False),
+                                  hint="add `workloads: [{kind: Deployment, name: NAME, namespace: NS}]`",
+                                  details={"key": f"{key}.workloads"})
+            if svc.compose_services:
+                raise ConfigError(f"{key}.compose_services: only services on a VM target own compose "
+                                  f"services; {svc.target!r} is a Kubernetes target",
+                                  location=loader.where(node, "compose_services"),
+                                  hint="follow Kubernetes objects with `workloads:` instead",
+                                  details={"key": f"{key}.compose_services"})
+        else:
+            if svc.workloads:
+                raise ConfigError(f"{key}.workloads: only services on a Kubernetes target follow "
+                                  f"workloads; {svc.target!r} is a VM target",
+                                  location=loader.where(node, "workloads"),
+                                  hint="name the compose services it owns with `compose_services:`",
+                                  details={"key": f"{key}.workloads"})
+        for i, check in enumerate(svc.health):
+            if check.kind == "compose" and kind != "vm":
+                raise ConfigError(f"{key}.health[{i}]: a compose check needs a VM target; "
+                                  f"{svc.target!r} is a Kubernetes target",
+                                  location=loader.where(node.get("health"), i) if isinstance(node, dict) else None,
+                                  hint="use an http or tcp check", details={"key": f"{key}.health[{i}]"})
+            if check.kind == "compose" and svc.compose_services and \
+                    check.compose not in svc.compose_services:
+                raise ConfigError(f"{key}.health[{i}]: compose service {check.compose!r} is not one "
+                                  f"of the service's compose_services", location=loader.where(node.get("health"), i),
+                                  hint=f"use one of: {', '.join(svc.compose_services)}",
+                                  details={"key": f"{key}.health[{i}]"})
+    owners: dict[tuple[str, str], str] = {}
+    for name, svc in config.services.items():
+        for i, compose_service in enumerate(svc.compose_services):
+            other = owners.setdefault((svc.target, compose_service), name)
+            if other != name:
+                raise ConfigError(f"services.{name}.compose_services[{i}]: compose service "
+                                  f"{compose_service!r} is already owned by service {other!r}",
+                                  location=loader.where(services[name].get("compose_services"), i),
+                                  hint="each compose service belongs to one gitopsctl service",
+                                  details={"key": f"services.{name}.compose_services[{i}]"})
+
+
+def yaml_key(f: dataclasses.Field) -> str:
+    """The key a field has in gitopsctl.yaml (most often its name)."""
+    return f.metadata.get("key", f.name)
+
+
+def variant_kind(cls: type) -> str:
+    """The `kind:` value that selects a section class among several."""
+    kind = next(f for f in dataclasses.fields(cls) if f.name == "kind")
+    return kind.metadata["choices"][0]
 
 
 def _describe(value: Any) -> str:

@@ -24,11 +24,16 @@ def _type_schema(tp: Any, md: dict) -> dict:
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # sections told apart by `kind:`
+            return {"oneOf": [_type_schema(a, md) for a in inner]}
         return {"anyOf": [_type_schema(inner[0], md), {"type": "null"}]}
     if dataclasses.is_dataclass(tp):
         return _object_schema(tp)
     if origin is tuple:
-        return {"type": "array", "items": _type_schema(args[0], {})}
+        items = _type_schema(args[0], {})
+        if typing.get_origin(args[0]) is tuple:  # a group, or one name standing alone
+            items = {"anyOf": [items["items"], items]}
+        return {"type": "array", "items": items}
     if origin is dict:
         return {"type": "object", "propertyNames": {"pattern": cfg._NAME_RE},
                 "additionalProperties": _type_schema(args[1], {})}
@@ -76,10 +81,11 @@ def _object_schema(cls: type) -> dict:
         if f.default is not dataclasses.MISSING and f.default is not None:
             default = f.default
             prop["default"] = list(default) if isinstance(default, tuple) else default
-        props[f.name] = prop
+        props[cfg.yaml_key(f)] = prop
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            required.append(f.name)
-    out = {"type": "object", "additionalProperties": False, "properties": props}
+            required.append(cfg.yaml_key(f))
+    out = {"type": "object", "additionalProperties": False, "properties": props,
+           **getattr(cls, "schema_extra", {})}
     if required:
         out["required"] = required
     return out
@@ -102,6 +108,8 @@ def _type_name(prop: dict) -> str:
         kinds = [_type_name(p) for p in prop["anyOf"]]
         if kinds == ["number", "string"]:
             return "duration"
+        if kinds == ["string", "list of string"]:
+            return "(name or list of names)"
         return " or ".join(k for k in kinds if k != "null") + (" (optional)" if "null" in kinds else "")
     kind = prop.get("type", "?")
     if kind == "array":
@@ -125,10 +133,17 @@ def _rows(obj: dict, prefix: str, out: list[str]) -> None:
                        f"{'yes' if name in required else ''} | | {prop.get('description', '')} |")
             continue
         if target.get("type") == "object" and isinstance(target.get("additionalProperties"), dict):
-            nested.append((f"{key}.<name>", target["additionalProperties"], prop))
+            inner = target["additionalProperties"]
+            for variant in inner.get("oneOf", [inner]):
+                kind = variant["properties"].get("kind", {}).get("enum")
+                label = f"{key}.<name>" + (f" (kind: {kind[0]})" if kind and "oneOf" in inner else "")
+                nested.append((label, variant, prop))
             out.append(f"| `{key}` | {_type_name(target)} | {'yes' if name in required else ''} | | "
                        f"{prop.get('description', '')} |")
             continue
+        items = target.get("items") if target.get("type") == "array" else None
+        if items and items.get("type") == "object" and "properties" in items:
+            nested.append((f"{key}[]", items, prop))
         default = prop.get("default")
         shown = "" if default is None else f"`{json.dumps(default)}`"
         extra = ""
@@ -139,6 +154,9 @@ def _rows(obj: dict, prefix: str, out: list[str]) -> None:
         out.append(f"| `{key}` | {_type_name(prop)} | {'yes' if name in required else ''} | {shown} | "
                    f"{prop.get('description', '')}.{extra} |")
     for key, target, _ in nested:
+        if " (kind: " in key:
+            out.append(f"| `{key}` | section | | | A target of this kind. |")
+            key = key.split(" (kind: ")[0]
         _rows(target, key + ".", out)
 
 

@@ -1,15 +1,20 @@
 """The rules of `gitopsctl check`: an offline pre-commit review of the repository.
 
 Each rule has a stable id; a finding names file:line, the rule, what is wrong and how
-to fix it. Errors fail the check (exit 1), warnings do not.
+to fix it. Errors fail the check (exit 1), warnings do not. Which files are reviewed comes
+from gitopsctl.yaml (checks.scope): the services' paths, the VM targets' compose files and
+sealed secrets, the Kubernetes targets' Flux Kustomizations; without a config, every YAML
+file git sees.
 
     GOC001 yaml-parse               every YAML file parses (syntax, duplicate keys)
     GOC002 kustomize-build          every kustomization directory builds (kubectl kustomize)
     GOC003 plaintext-secret         no `kind: Secret` in git; seal it into a SealedSecret
     GOC004 credential-like-value    no literal passwords, tokens, keys in manifests
     GOC005 unpinned-image           images carry a tag other than latest, or a digest
-    GOC006 marker-unknown-policy    every setter marker names an ImagePolicy under clusters/
-    GOC007 service-without-marker   every configured service has a marker bump can edit
+    GOC006 marker-unknown-policy    every setter marker names an ImagePolicy the repository
+                                    defines
+    GOC007 service-without-marker   every configured service has a marker for its policy in
+                                    its paths (a VM service: or its target's compose file)
     GOC008 compose-invalid          compose files pass `docker compose config`
     GOC009 compose-no-healthcheck   (warning) compose services without a healthcheck
     GOC010 two-writers              a marked field is also written by an active
@@ -24,6 +29,10 @@ to fix it. Errors fail the check (exit 1), warnings do not.
                                     version to use
     GOC015 schema-invalid           an object breaks its kind's schema, strictly (unknown
                                     fields, missing required fields, wrong types or values)
+    GOC016 marker-not-bumped        (warning) a marker whose policy no service names, or
+                                    outside the paths of the service that names it
+    GOC017 compose-service-unknown  a compose service a VM service names is not in its
+                                    target's compose file
 
 Hostile input (a file over 8 MiB, control characters, nesting deeper than 100, alias
 bombs; see gitopsctl.yamlsafe) is no finding: check stops with exit 2 and file:line.
@@ -54,6 +63,8 @@ RULES: dict[str, str] = {
     "GOC013": "link-skipped",
     "GOC014": "api-not-served",
     "GOC015": "schema-invalid",
+    "GOC016": "marker-not-bumped",
+    "GOC017": "compose-service-unknown",
 }
 
 

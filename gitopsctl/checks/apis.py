@@ -20,37 +20,23 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from gitopsctl import kubeapis, kubeschema, yamlsafe
+from gitopsctl import kubeapis, kubeschema
 from gitopsctl.checks import Finding
-from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load, position
-from gitopsctl.errors import InputError, Location
-from gitopsctl.setters import read_text, select_yaml
+from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, position
+from gitopsctl.errors import Location
 
 _NOT_API_GROUPS = ("kustomize.config.k8s.io", "config.kubernetes.io")
 _CLUSTER = f"Flux {kubeapis.FLUX_RELEASE} / Kubernetes {kubeapis.KUBERNETES_RELEASE}"
 
 
-def repository_crds(files: Iterable[YamlFile], root: Path) -> dict[tuple[str, str], dict]:
-    """Every CRD schema in `files` and in the rest of clusters/ (a single file checked on
-    its own is still judged by the CRDs the repository installs)."""
-    loaded = {f.path.resolve(): f for f in files}
-    every = list(loaded.values())
-    clusters = root / "clusters"
-    if clusters.is_dir():
-        for path in select_yaml([clusters], root).files:
-            if path.resolve() in loaded:
-                continue
-            try:
-                text = read_text(path, str(path))
-            except yamlsafe.HostileInput:
-                raise
-            except InputError:
-                continue
-            if "CustomResourceDefinition" in text:
-                file, _ = load(path, str(path))
-                if file is not None:
-                    every.append(file)
-    return kubeschema.crd_schemas(doc for file in every for doc in file.documents)
+def repository_crds(files: Iterable[YamlFile], elsewhere: Iterable[YamlFile] = ()
+                     ) -> dict[tuple[str, str], dict]:
+    """Every CRD schema in `files` and in `elsewhere`: the repository's other files that hold
+    one (checks.scope.Lookups), so a file checked on its own is still judged by the CRDs the
+    repository installs."""
+    every = {f.path.resolve(): f for f in elsewhere}
+    every.update((f.path.resolve(), f) for f in files)
+    return kubeschema.crd_schemas(doc for file in every.values() for doc in file.documents)
 
 
 def patch_files(files: Iterable[YamlFile]) -> set[Path]:

@@ -22,9 +22,12 @@ class YamlFile:
     text: str
     documents: list[Any] = field(default_factory=list)   # LineDict/LineList (have .lc)
     scan: FileScan | None = None                         # setter markers
+    compose: bool = False   # a VM target's compose file, whatever its name or shape
 
     @property
     def is_compose(self) -> bool:
+        if self.compose:
+            return True
         name = self.path.name
         if name in COMPOSE_NAMES or (name.startswith(("docker-compose.", "compose."))
                                      and name.endswith((".yml", ".yaml"))):

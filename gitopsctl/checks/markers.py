@@ -1,4 +1,6 @@
-"""Rules about setter markers: known policies, every service covered, one writer per field."""
+"""Rules about setter markers: known policies, well-formed markers, one writer per field.
+
+The rules that hold markers against gitopsctl.yaml's services are in checks.bindings."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def flux_objects(files: Iterable[YamlFile], kind: str) -> list[FluxObject]:
     return out
 
 
-def _policy_exists(policy: str, policies: Sequence[FluxObject]) -> bool:
+def policy_exists(policy: str, policies: Sequence[FluxObject]) -> bool:
     namespace, name = policy.split(":", 1)
     # A policy without metadata.namespace gets one from its kustomization; accept any.
     return any(p.name == name and (p.namespace is None or p.namespace == namespace)
@@ -50,10 +52,10 @@ def unknown_policies(files: Iterable[YamlFile], policies: Sequence[FluxObject]) 
         if file.scan is None:
             continue
         for marker in file.scan.markers:
-            if not _policy_exists(marker.policy, policies):
+            if not policy_exists(marker.policy, policies):
                 yield Finding("GOC006", marker.location,
-                              f"setter marker names ImagePolicy {marker.policy}, which does not "
-                              "exist under clusters/",
+                              f"setter marker names ImagePolicy {marker.policy}, which no file "
+                              "of the repository defines",
                               f"known policies: {', '.join(known) or 'none'}; add an "
                               "ImagePolicy, or fix the marker")
         for bad in file.scan.malformed:
@@ -63,41 +65,22 @@ def unknown_policies(files: Iterable[YamlFile], policies: Sequence[FluxObject]) 
                           ":digest)")
 
 
-def services_without_markers(config, files_by_path: dict[Path, YamlFile],
-                             config_line: dict[str, int], config_display: str) -> Iterator[Finding]:
-    from gitopsctl.setters import service_paths, yaml_files
-
-    for name, service in config.services.items():
-        paths = [p for p in service_paths(config, name, Path(config.root)) if p.exists()]
-        found = 0
-        for path in yaml_files(paths):
-            file = files_by_path.get(path.resolve())
-            if file is not None and file.scan is not None:
-                found += sum(1 for m in file.scan.markers if m.policy == service.policy)
-        if not found:
-            where = Location(config_display, config_line.get(name), None)
-            yield Finding("GOC007", where,
-                          f"service {name!r} has no setter marker for {service.policy} under "
-                          f"{', '.join(service.paths)}",
-                          f'mark its image: image: REF # {{"$imagepolicy": "{service.policy}"}}, '
-                          "or fix services." + name + ".paths")
-
-
 def two_writers(config, files: Sequence[YamlFile], automations: Sequence[FluxObject],
                 root: Path) -> Iterator[Finding]:
     """A marked field that an active ImageUpdateAutomation also rewrites.
 
     Flux's automation and gitopsctl would both commit to the same line; after a rollback
     Flux would move the image forward again unless gitopsctl suspends it. Arranged (a
-    warning) when targets.kubernetes.image_update_automation names the object, because
+    warning) when a Kubernetes target's image_update_automation names the object, because
     rollback then suspends it; an error otherwise.
     """
     policies = {s.policy for s in config.services.values()} if config is not None else set()
-    arranged = None
-    if config is not None and config.targets.kubernetes is not None:
-        ref = config.targets.kubernetes.image_update_automation
-        if ref is not None:
-            arranged = (ref.namespace, ref.name)
+    arranged: set[tuple[str, str]] = set()
+    if config is not None:
+        for target in config.targets_of_kind("kubernetes").values():
+            ref = target.image_update_automation
+            if ref is not None:
+                arranged.add((ref.namespace, ref.name))
     for automation in automations:
         spec = automation.doc.get("spec") or {}
         if not isinstance(spec, dict) or spec.get("suspend") is True:
@@ -114,14 +97,15 @@ def two_writers(config, files: Sequence[YamlFile], automations: Sequence[FluxObj
                 namespace = automation.namespace or "flux-system"
                 if marker.policy.split(":", 1)[0] != namespace:
                     continue  # an automation only applies policies of its own namespace
-                is_arranged = arranged == (namespace, automation.name)
+                is_arranged = (namespace, automation.name) in arranged
                 yield Finding(
                     "GOC010", marker.location,
                     f"{marker.setter} is written by gitopsctl and by ImageUpdateAutomation "
                     f"{namespace}/{automation.name} ({automation.location})"
                     + ("; rollback suspends it" if is_arranged else ""),
-                    "set spec.suspend: true on the automation, or name it in "
-                    "targets.kubernetes.image_update_automation so rollback suspends it",
+                    "set spec.suspend: true on the automation, or name it in the "
+                    "image_update_automation of the Kubernetes target it runs on "
+                    "(targets.NAME.image_update_automation) so rollback suspends it",
                     severity=WARNING if is_arranged else "error")
 
 

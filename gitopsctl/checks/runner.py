@@ -1,4 +1,4 @@
-"""Run every rule over a set of paths and collect the findings."""
+"""Run every rule over the files in scope (checks.scope) and collect the findings."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Sequence
 
 from gitopsctl import yamlsafe
-from gitopsctl.checks import ERROR, WARNING, Finding, apis, content, markers, tools
+from gitopsctl.checks import ERROR, WARNING, Finding, apis, bindings, content, markers, scope, tools
 from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load
-from gitopsctl.errors import ConfigError, InputError, Location
-from gitopsctl.setters import TOKEN, read_text, select_yaml
-
-CLUSTERS = "clusters"
+from gitopsctl.checks.scope import display as _display
+from gitopsctl.errors import ConfigError, Location
+from gitopsctl.setters import select_yaml
 
 
 @dataclass
@@ -22,6 +21,7 @@ class Report:
     files: int = 0
     kustomizations: int = 0
     compose_files: int = 0
+    scope: str = ""
 
     @property
     def errors(self) -> list[Finding]:
@@ -30,20 +30,32 @@ class Report:
 
 def run(root: Path, paths: Sequence[Path], config_path: Path | None,
         environ=None) -> Report:
-    """Check `paths` (default: clusters/ and the config) of the repository at `root`."""
+    """Check the repository at `root`: the scope gitopsctl.yaml gives (checks.scope), or only
+    the files of `paths` that lie in it."""
     report = Report()
     root = root.resolve()
-    explicit = bool(paths)
-    targets = [Path(p) if Path(p).is_absolute() else (Path.cwd() / p) for p in paths] or \
-        [root / CLUSTERS]
-    targets = [t for t in targets if t.exists() or _missing(report, t, root)]
-
     config = _load_config(report, config_path, root, environ)
-    selection = select_yaml(targets, root)
-    report.findings += [_link_finding(link) for link in selection.links]
-    files = _load_files(report, selection.files, root, config_path)
+    if config is None and config_path is not None and Path(config_path).exists() and not paths:
+        report.scope = "nothing but gitopsctl.yaml: it does not load, so the scope is unknown"
+        return report
+    tracked = scope.git_files(root)
+    if config is not None:
+        lookups = scope.Lookups(root, tracked if tracked is not None else [])
+        in_scope = scope.from_config(config, root, lookups, tracked)
+    else:
+        in_scope = None if (paths and tracked is None) else scope.whole_repository(root, tracked)
+        lookups = scope.Lookups(root, tracked or [])
+
+    selected, links = _selected(report, root, paths, in_scope)
+    report.scope = in_scope.described if in_scope is not None else "the files given"
+    report.findings += [_link_finding(link) for link in links]
+    files = _load_files(report, selected, root, config_path)
+    compose = in_scope.compose if in_scope is not None else set()
+    for file in files:
+        if file.path.resolve() in compose:
+            file.compose = True
+        lookups.register(file)
     report.files = len(files)
-    by_path = {f.path.resolve(): f for f in files}
 
     for file in files:
         report.findings += content.plaintext_secrets(file)
@@ -52,21 +64,47 @@ def run(root: Path, paths: Sequence[Path], config_path: Path | None,
         if file.is_compose:
             report.findings += content.compose_healthchecks(file)
 
-    # policies and automations are looked up in all of clusters/, whatever was passed
-    clusters = _load_clusters(root, by_path)
-    policies = markers.flux_objects(clusters, "ImagePolicy")
-    automations = markers.flux_objects(clusters, "ImageUpdateAutomation")
+    # policies and automations are looked up in the whole repository, whatever is checked
+    image_objects = lookups.files_with("image.toolkit.fluxcd.io")
+    policies = markers.flux_objects(image_objects, "ImagePolicy")
+    automations = markers.flux_objects(image_objects, "ImageUpdateAutomation")
     report.findings += markers.unknown_policies(files, policies)
     report.findings += markers.two_writers(config, files, automations, root)
-    if config is not None and not explicit:
-        every = {**{f.path.resolve(): f for f in clusters}, **by_path}
-        report.findings += markers.services_without_markers(
-            config, every, _service_lines(config.path), _display(Path(config.path), root))
+    if config is not None:
+        report.findings += _config_findings(config, root, files, in_scope, lookups, policies)
 
-    report.findings += apis.served_and_valid(files, apis.repository_crds(files, root), apis.patch_files(files))
-    report.findings += _tool_findings(report, files, root)
+    crds = apis.repository_crds(files, lookups.files_with("CustomResourceDefinition"))
+    report.findings += apis.served_and_valid(files, crds, apis.patch_files(files))
+    report.findings += _tool_findings(report, files, root, _enclosing_kustomizations(
+        files, in_scope.files if (paths and in_scope is not None) else ()))
     report.findings.sort(key=Finding.sort_key)
     return report
+
+
+def _config_findings(config, root: Path, files, in_scope, lookups, policies) -> list[Finding]:
+    """The rules about gitopsctl.yaml's bindings; they judge the repository as a whole, so
+    they run whichever files were named (a commit deleting a marker must fail)."""
+    lines = bindings.ConfigLines(Path(config.path), _display(Path(config.path), root))
+    out = list(bindings.services_without_markers(config, in_scope, lookups, lines))
+    out += bindings.markers_outside_services(
+        config, files, in_scope, lambda policy: markers.policy_exists(policy, policies))
+    out += bindings.compose_bindings(config, lookups, lines)
+    out += bindings.missing_paths(in_scope, lines)
+    return out
+
+
+def _selected(report: Report, root: Path, paths: Sequence[Path], in_scope):
+    """The files to check and the links skipped on the way."""
+    if not paths:
+        return in_scope.files, in_scope.links
+    given = [Path(p) if Path(p).is_absolute() else (Path.cwd() / p) for p in paths]
+    given = [p for p in given if p.exists() or p.is_symlink() or _missing(report, p, root)]
+    selection = select_yaml(given, root)
+    if in_scope is None:
+        return selection.files, selection.links
+    return in_scope.restrict(selection.files), [
+        link for link in selection.links
+        if any(link.path == mine.path for mine in in_scope.links)]
 
 
 def _link_finding(link) -> Finding:
@@ -79,13 +117,6 @@ def _missing(report: Report, path: Path, root: Path) -> bool:
     report.findings.append(Finding("GOC001", Location(_display(path, root)), "path does not exist",
                                    "pass files or directories inside the repository"))
     return False
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _load_config(report: Report, config_path: Path | None, root: Path, environ):
@@ -117,48 +148,23 @@ def _load_files(report: Report, paths: Sequence[Path], root: Path,
     return out
 
 
-def _load_clusters(root: Path, loaded: dict[Path, YamlFile]) -> list[YamlFile]:
-    """Every parseable file under clusters/, reusing what is loaded; screened by content."""
-    clusters = root / CLUSTERS
-    if not clusters.is_dir():
-        return list(loaded.values())
-    out = []
-    for path in select_yaml([clusters], root).files:
-        key = path.resolve()
-        if key in loaded:
-            out.append(loaded[key])
-            continue
-        try:
-            text = read_text(path, _display(path, root))
-        except yamlsafe.HostileInput:
-            raise
-        except InputError:
-            continue
-        if "image.toolkit.fluxcd.io" not in text and TOKEN not in text:
-            continue
-        file, _ = load(path, _display(path, root))
-        if file is not None:
-            out.append(file)
-    return out
+def _enclosing_kustomizations(files: Sequence[YamlFile], in_scope: Sequence[Path]) -> set[Path]:
+    """Directories of in-scope kustomizations above the files given: a changed deployment.yaml
+    (pre-commit passes only it) is judged by building what includes it."""
+    given = {f.path.resolve().parent for f in files}
+    found = set()
+    for path in in_scope:
+        if path.name in KUSTOMIZATION_NAMES:
+            directory = path.resolve().parent
+            if any(d == directory or directory in d.parents for d in given):
+                found.add(directory)
+    return found
 
 
-def _service_lines(config_path: Path | None) -> dict[str, int]:
-    """Line of each `services.<name>:` key, so GOC007 points into gitopsctl.yaml."""
-    if config_path is None:
-        return {}
-    from ruamel.yaml import YAML
-
-    try:
-        data = YAML(typ="rt").load(Path(config_path).read_text(encoding="utf-8"))
-        services = data["services"]
-        return {name: services.lc.key(name)[0] + 1 for name in services}
-    except Exception:  # noqa: BLE001 - only a nicer location; the config loader reports errors
-        return {}
-
-
-def _tool_findings(report: Report, files: Sequence[YamlFile], root: Path) -> list[Finding]:
+def _tool_findings(report: Report, files: Sequence[YamlFile], root: Path,
+                   enclosing: set[Path]) -> list[Finding]:
     directories = sorted({f.path.parent.resolve() for f in files
-                          if f.path.name in KUSTOMIZATION_NAMES})
+                          if f.path.name in KUSTOMIZATION_NAMES} | enclosing)
     composes = [f for f in files if f.is_compose]
     report.kustomizations, report.compose_files = len(directories), len(composes)
     jobs = []

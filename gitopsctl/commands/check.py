@@ -16,6 +16,7 @@ class CheckResult:
     files: int
     kustomizations: int
     compose_files: int
+    scope: str = ""
 
     @property
     def errors(self) -> int:
@@ -32,6 +33,7 @@ class CheckResult:
     def to_dict(self) -> dict:
         return {"errors": self.errors, "warnings": self.warnings, "files": self.files,
                 "kustomizations": self.kustomizations, "compose_files": self.compose_files,
+                "scope": self.scope,
                 "findings": [f.to_dict() for f in self.findings], "rules": RULES}
 
     def render_text(self, console: Any) -> None:
@@ -42,6 +44,8 @@ class CheckResult:
                    f"{self.compose_files} compose file(s): {self.errors} error(s), "
                    f"{self.warnings} warning(s)")
         console.print(summary, markup=False)
+        if self.scope:
+            console.print(f"scope: {self.scope}", markup=False)
 
 
 def check(ctx, *, paths: Sequence[Path] = ()) -> CheckResult:
@@ -49,4 +53,5 @@ def check(ctx, *, paths: Sequence[Path] = ()) -> CheckResult:
 
     config_path = Path(ctx.config_path) if ctx.config_path else None
     report = runner.run(Path(ctx.repo), list(paths), config_path, environ=ctx.environ)
-    return CheckResult(report.findings, report.files, report.kustomizations, report.compose_files)
+    return CheckResult(report.findings, report.files, report.kustomizations, report.compose_files,
+                       report.scope)

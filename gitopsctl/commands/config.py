@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -12,20 +11,32 @@ from typing import Any
 class ConfigResult:
     document: dict
     source: str
+    version: int
     exit_code: int = 0
 
     def to_dict(self) -> dict:
-        return {"config": self.source, "effective": self.document}
+        return {"config": self.source, "file_version": self.version, "effective": self.document}
 
     def render_text(self, console: Any) -> None:
-        from ruamel.yaml import YAML
+        from gitopsctl.configdump import to_yaml
 
-        console.print(f"# {self.source}: valid", markup=False)
-        import io
+        console.print(f"# {self.source}: valid (version {self.version} file, shown as version 2)",
+                      markup=False)
+        console.print(to_yaml(self.document).rstrip(), markup=False)
 
-        buf = io.StringIO()
-        YAML().dump(self.document, buf)
-        console.print(buf.getvalue().rstrip(), markup=False)
+
+@dataclass
+class MigrateResult:
+    text: str
+    source: str
+    version: int
+    exit_code: int = 0
+
+    def to_dict(self) -> dict:
+        return {"config": self.source, "file_version": self.version, "migrated": self.text}
+
+    def render_text(self, console: Any) -> None:
+        console.print(self.text.rstrip(), markup=False)
 
 
 @dataclass
@@ -40,21 +51,18 @@ class SchemaResult:
         console.print(self.text.rstrip(), markup=False)
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not f.metadata.get("internal")}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def config(ctx, *, schema: bool = False):
+def config(ctx, *, schema: bool = False, migrate: bool = False):
     if schema:
         from gitopsctl.schema import render
 
         return SchemaResult(render())
+    from gitopsctl import configdump
+
     cfg = ctx.config
-    return ConfigResult(_plain(cfg), str(cfg.path))
+    if migrate:
+        header = (f"# {cfg.path.name} in the version 2 format (migrated from version "
+                  f"{cfg.source_version} by `gitopsctl config --migrate`); defaults are left out,\n"
+                  "# docs/configuration.md lists every key.\n")
+        return MigrateResult(configdump.to_yaml(configdump.minimal(cfg), header), str(cfg.path),
+                             cfg.source_version)
+    return ConfigResult(configdump.effective(cfg), str(cfg.path), cfg.source_version)

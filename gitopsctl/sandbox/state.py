@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,16 +23,11 @@ def pointer_file(environ: dict[str, str] | None = None) -> Path:
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """gitopsctl.fsutil.write_atomic, creating the directory first (the state home may be new)."""
+    from gitopsctl.fsutil import write_atomic as write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write(path, text, mode)
 
 
 def write_state(workdir: Path, state: dict, environ: dict[str, str] | None = None) -> Path:

@@ -14,6 +14,7 @@ import pytest
 
 from gitopsctl.checks import runner
 from gitopsctl.checks.tools import compose_config, find_tool
+from gitopsctl.sandbox.lab.gitremote import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,10 +28,11 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 
 @pytest.fixture
 def homelab(tmp_path) -> Path:
-    """A copy of this repository's clusters/ and gitopsctl.yaml: clean to begin with."""
+    """A copy of this repository's clusters/ and gitopsctl.yaml: clean to begin with. A git
+    repository: check looks things up (ImagePolicies, Flux Kustomizations) in what git sees."""
     shutil.copytree(REPO_ROOT / "clusters", tmp_path / "clusters")
     shutil.copy(REPO_ROOT / "gitopsctl.yaml", tmp_path / "gitopsctl.yaml")
-    (tmp_path / ".git").mkdir()  # marks the repository root for the CLI
+    git(tmp_path, "init", "-q", "-b", "main")
     return tmp_path
 
 

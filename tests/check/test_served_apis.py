@@ -18,6 +18,7 @@ from gitopsctl import kubeapis, kubeschema
 from gitopsctl.checks import apis
 from gitopsctl.checks.documents import load, parse_documents
 from gitopsctl.executables import find_tool
+from gitopsctl.sandbox.lab.gitremote import git
 from tests.fixtures.manifests import DEPLOYMENT, crd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def check_text(root: Path, *paths: str, output: str = "text") -> subprocess.Comp
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    (tmp_path / ".git").mkdir()  # marks the repository root for the CLI
+    git(tmp_path, "init", "-q", "-b", "main")  # without a config, check reads what git sees
     (tmp_path / "clusters").mkdir()
     return tmp_path
 
@@ -244,7 +245,7 @@ def test_kustomize_files_compose_files_and_patches_are_not_judged_as_objects(rep
 def test_this_repositorys_clusters_tree_passes_check(tmp_path):
     shutil.copytree(REPO_ROOT / "clusters", tmp_path / "clusters")
     shutil.copy(REPO_ROOT / "gitopsctl.yaml", tmp_path / "gitopsctl.yaml")
-    (tmp_path / ".git").mkdir()
+    git(tmp_path, "init", "-q", "-b", "main")
     code, found = check(tmp_path)
     assert (code, found) == (0, [])
 

@@ -39,9 +39,9 @@ def test_example_config_loads_with_every_section():
     assert c.stage.order == ("frontend", "backend")
     assert c.stage.delay == 60.0
     assert c.timeouts.failure == 300.0
-    assert c.targets.vm.sync_interval == 300.0
-    assert c.targets.vm.sealed_secrets == ("clusters/homelab/backend-vm/backend-secrets.sealed.yaml",)
-    assert c.targets.kubernetes.image_update_automation.name == "homelab"
+    assert c.targets["backend-vm"].sync_interval == 300.0
+    assert c.targets["backend-vm"].sealed_secrets == ("clusters/homelab/backend-vm/backend-secrets.sealed.yaml",)
+    assert c.targets["homelab"].image_update_automation.name == "homelab"
     assert c.services["frontend"].paths == ("clusters/homelab/apps/frontend",)
 
 
@@ -57,7 +57,7 @@ def test_defaults_fill_in(tmp_path):
     assert c.git.author.name == "gitopsctl"
     assert c.timeouts.failure == 300.0 and c.stage.delay == 60.0
     assert c.registry.username_env == "HARBOR_USERNAME"
-    assert c.targets.vm is None
+    assert list(c.targets) == ["kubernetes"]
     assert c.path == (tmp_path / "gitopsctl.yaml").resolve()
 
 

@@ -140,17 +140,20 @@ def test_every_number_in_the_config_has_a_documented_minimum_and_maximum():
             if f.metadata.get("internal"):
                 continue
             tp = hints[f.name]
-            inner = [a for a in typing.get_args(tp) if a is not type(None)]
-            target = inner[0] if inner and dataclasses.is_dataclass(inner[0]) else tp
-            if typing.get_origin(tp) is dict:
-                target = typing.get_args(tp)[1]
-            if dataclasses.is_dataclass(target):
-                yield from walk(target, f"{prefix}{f.name}.")
-            elif target in (int, float) or f.metadata.get("duration"):
-                yield f"{prefix}{f.name}", f.metadata
+            name = f"{prefix}{f.name}"
+            if typing.get_origin(tp) in (dict, tuple):
+                tp = typing.get_args(tp)[-1 if typing.get_origin(tp) is dict else 0]
+                name += ".<name>" if typing.get_origin(hints[f.name]) is dict else "[]"
+            inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+            sections = [a for a in inner if dataclasses.is_dataclass(a)]
+            for section in sections:  # every kind of target, every list item
+                yield from walk(section, f"{name}.")
+            if not sections and (tp in (int, float) or f.metadata.get("duration")):
+                yield name, f.metadata
 
     numbers = dict(walk(config.Config))
-    assert "timeouts.failure" in numbers and "targets.vm.sync_interval" in numbers
+    assert "timeouts.failure" in numbers and "targets.<name>.sync_interval" in numbers
+    assert "targets.<name>.port" in numbers
     for key, md in numbers.items():
         if md.get("choices"):
             continue  # version: one of a fixed set

@@ -1,0 +1,179 @@
+"""Config version 1: one Kubernetes target, one VM, the services `frontend` and `backend`.
+
+Version 1 files still load: they are read with these classes (so errors keep their
+file:line) and upgraded to the version 2 model, which is all the rest of gitopsctl sees.
+`gitopsctl config --migrate` prints the upgraded file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from gitopsctl.config import (_NAME_RE, _POLICY_RE, Config, Git, HealthCheck, KubernetesTarget, ObjectRef,
+                              Registry, Service, Stage, Timeouts, VMTarget, Workload, meta)
+from gitopsctl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServiceV1:
+    image: str = field(metadata=meta("Repository name under registry/project", "frontend",
+                                     pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$"))
+    context: str = field(metadata=meta("Build context, relative to the repository root",
+                                       "examples/frontend"))
+    target: str = field(metadata=meta("Where the service runs", "kubernetes",
+                                      choices=("kubernetes", "vm")))
+    policy: str = field(metadata=meta(
+        "Flux ImagePolicy NAMESPACE:NAME that setter markers for this service name",
+        "flux-system:frontend", pattern=_POLICY_RE))
+    paths: tuple[str, ...] = field(metadata=meta(
+        "Files or directories (repo-relative) whose setter markers bump edits",
+        ["clusters/homelab/apps/frontend"]))
+    dockerfile: str = field(default="Dockerfile", metadata=meta(
+        "Dockerfile, relative to the context", "Dockerfile"))
+
+
+@dataclass(frozen=True)
+class KubernetesTargetV1:
+    git_repository: ObjectRef = field(metadata=meta("Flux GitRepository to reconcile"))
+    kustomization: ObjectRef = field(metadata=meta("Flux Kustomization that applies the app"))
+    deployment: ObjectRef = field(metadata=meta("Deployment whose rollout is followed"))
+    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the frontend is healthy",
+                                          "http://frontend.lan/healthz",
+                                          pattern=r"^https?://\S+$"))
+    kubeconfig: Optional[str] = field(default=None, metadata=meta(
+        "Path to the kubeconfig (default: $KUBECONFIG, then ~/.kube/config)", "~/.kube/config"))
+    context: Optional[str] = field(default=None, metadata=meta(
+        "Kube context to use (default: the kubeconfig's current context)", "homelab"))
+    image_update_automation: Optional[ObjectRef] = field(default=None, metadata=meta(
+        "Flux ImageUpdateAutomation writing the same fields; rollback suspends it"))
+
+
+@dataclass(frozen=True)
+class VMTargetV1:
+    host: str = field(metadata=meta("SSH host of the VM", "backend.lan",
+                                    pattern=r"^[A-Za-z0-9.:-]+$"))
+    user: str = field(metadata=meta("SSH user on the VM", "deploy",
+                                    pattern=r"^[a-z_][a-z0-9_-]*$"))
+    compose_file: str = field(metadata=meta("Compose file path inside the repository",
+                                            "clusters/homelab/backend-vm/docker-compose.yml"))
+    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the backend is healthy",
+                                          "http://backend.lan:8080/healthz",
+                                          pattern=r"^https?://\S+$"))
+    port: int = field(default=22, metadata=meta("SSH port", 22, minimum=1, maximum=65535))
+    identity_file: Optional[str] = field(default=None, metadata=meta(
+        "Private key for SSH (default: $GITOPSCTL_SSH_KEY_FILE, then ssh's defaults)",
+        "~/.ssh/id_ed25519"))
+    known_hosts: str = field(default="~/.ssh/known_hosts", metadata=meta(
+        "known_hosts file used for strict host-key checking", "~/.ssh/known_hosts"))
+    known_hosts_env: str = field(default="GITOPSCTL_KNOWN_HOSTS", metadata=meta(
+        "Environment variable whose content, when set, is used as known_hosts",
+        "GITOPSCTL_KNOWN_HOSTS", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"))
+    checkout: str = field(default="/opt/homelab", metadata=meta(
+        "Path of the repository checkout on the VM", "/opt/homelab", pattern=r"^/\S*$"))
+    compose_project: str = field(default="homelab", metadata=meta(
+        "docker compose project name", "homelab", pattern=_NAME_RE))
+    env_file: str = field(default=".gitopsctl/backend.env", metadata=meta(
+        "Env file sync writes the unsealed secrets to (relative to the checkout)",
+        ".gitopsctl/backend.env"))
+    sealed_secrets: tuple[str, ...] = field(default=(), metadata=meta(
+        "SealedSecret files (repo-relative) unsealed into the env file",
+        ["clusters/homelab/backend-vm/backend-secrets.sealed.yaml"]))
+    unseal_key: str = field(default="/etc/gitopsctl/sealing-key.pem", metadata=meta(
+        "The VM's private sealing key", "/etc/gitopsctl/sealing-key.pem"))
+    remote_command: str = field(default="gitopsctl", metadata=meta(
+        "gitopsctl executable on the VM", "/opt/gitopsctl/bin/gitopsctl", pattern=r"^[\w./-]+$"))
+    sync_interval: float = field(default=300.0, metadata=meta(
+        "How often the systemd timer syncs the VM", "5m", duration=True, minimum=10,
+        maximum=86400))
+
+
+@dataclass(frozen=True)
+class TargetsV1:
+    kubernetes: Optional[KubernetesTargetV1] = field(default=None, metadata=meta(
+        "The Kubernetes cluster reconciled by Flux"))
+    vm: Optional[VMTargetV1] = field(default=None, metadata=meta(
+        "The VM running docker compose"))
+
+
+@dataclass(frozen=True)
+class StageV1:
+    order: tuple[str, ...] = field(default=("frontend", "backend"), metadata=meta(
+        "Services in deploy order", ["frontend", "backend"]))
+    delay: float = field(default=60.0, metadata=meta(
+        "Pause after the first service is healthy before the next one starts", "60s",
+        duration=True, minimum=0, maximum=3600))
+
+
+@dataclass(frozen=True)
+class ConfigV1:
+    registry: Registry = field(metadata=meta("The image registry (Harbor)"))
+    services: dict[str, ServiceV1] = field(metadata=meta("Services by name (frontend, backend)"))
+    targets: TargetsV1 = field(metadata=meta("Where services run"))
+    version: int = field(default=1, metadata=meta("Config format version", 1, choices=(1,)))
+    git: Git = field(default_factory=Git, metadata=meta("Git settings"))
+    stage: StageV1 = field(default_factory=StageV1, metadata=meta("Stage order and delay"))
+    timeouts: Timeouts = field(default_factory=Timeouts, metadata=meta("Deadlines"))
+    state_dir: str = field(default=".gitopsctl", metadata=meta(
+        "Git-ignored directory (repo-relative) for build records and locks", ".gitopsctl"))
+
+
+def looks_like_v2(data: dict) -> bool:
+    """A file without `version:` that is shaped like version 2 (named targets with a kind)."""
+    targets = data.get("targets")
+    if not isinstance(targets, dict):
+        return False
+    return any(isinstance(t, dict) and "kind" in t for t in targets.values()) or \
+        any(name not in ("kubernetes", "vm") for name in targets)
+
+
+def cross_check(config: ConfigV1, data: dict, loader: Any) -> None:
+    services = data.get("services") or {}
+    for i, name in enumerate(config.stage.order):
+        if name not in config.services:
+            stage = data.get("stage") or {}
+            order = stage.get("order") if isinstance(stage, dict) else None
+            parent, key = (order, i) if isinstance(order, list) else (data, "stage")
+            raise ConfigError(f"stage.order[{i}]: unknown service {name!r}",
+                              location=loader.where(parent, key),
+                              hint=f"use one of: {', '.join(config.services)}",
+                              details={"key": f"stage.order[{i}]"})
+    for name, svc in config.services.items():
+        if getattr(config.targets, svc.target) is None:
+            raise ConfigError(
+                f"services.{name}.target: target {svc.target!r} is not configured",
+                location=loader.where(services.get(name), "target"),
+                hint=f"add a `targets.{svc.target}:` section, or change the service's target",
+                details={"key": f"services.{name}.target"})
+
+
+def upgrade(old: ConfigV1) -> Config:
+    """The version 2 form: targets named `kubernetes` and `vm`, health per service."""
+    targets: dict[str, Any] = {}
+    kube, vm = old.targets.kubernetes, old.targets.vm
+    if kube is not None:
+        targets["kubernetes"] = KubernetesTarget(
+            kind="kubernetes", git_repository=kube.git_repository, kustomizations=(kube.kustomization,),
+            kubeconfig=kube.kubeconfig, context=kube.context,
+            image_update_automation=kube.image_update_automation)
+    if vm is not None:
+        targets["vm"] = VMTarget(
+            kind="vm", host=vm.host, user=vm.user, compose_file=vm.compose_file, port=vm.port,
+            identity_file=vm.identity_file, known_hosts=vm.known_hosts,
+            known_hosts_env=vm.known_hosts_env, checkout=vm.checkout,
+            compose_project=vm.compose_project, env_file=vm.env_file,
+            sealed_secrets=vm.sealed_secrets, unseal_key=vm.unseal_key,
+            remote_command=vm.remote_command, sync_interval=vm.sync_interval)
+    services = {}
+    for name, svc in old.services.items():
+        if svc.target == "kubernetes":
+            extra = {"workloads": (Workload("Deployment", kube.deployment.name, kube.deployment.namespace),),
+                     "health": (HealthCheck(http=kube.health_url),)}
+        else:
+            extra = {"health": (HealthCheck(http=vm.health_url),)}
+        services[name] = Service(image=svc.image, context=svc.context, target=svc.target,
+                                 policy=svc.policy, paths=svc.paths, dockerfile=svc.dockerfile,
+                                 **extra)
+    return Config(registry=old.registry, services=services, targets=targets, git=old.git,
+                  stage=Stage(groups=tuple((name,) for name in old.stage.order), delay=old.stage.delay),
+                  timeouts=old.timeouts, state_dir=old.state_dir, source_version=1)
