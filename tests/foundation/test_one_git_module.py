@@ -20,10 +20,7 @@ LAB = "gitopsctl/sandbox/lab/"
 SANDBOX = "gitopsctl/sandbox/"
 # Still running git their own way while their owners move them to gitopsctl.repo
 # (issue 14 point 2); each entry goes when its module no longer needs it.
-PENDING_GIT = {
-    "gitopsctl/deploy/status.py": "GitPython's repo.git.ls_tree/show: moves to "
-                                    "repo.tree_files/read_blobs",
-}
+PENDING_GIT: dict[str, str] = {}
 
 
 @functools.lru_cache(maxsize=1)
