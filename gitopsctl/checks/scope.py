@@ -41,15 +41,8 @@ def git_files(root: Path) -> list[Path] | None:
     """
     from gitopsctl import repo
 
-    listed = getattr(repo, "worktree_files", None)
     try:
-        if listed is not None:
-            names = listed(root, GLOBS)
-        else:
-            # `git grep` without a revision reads the work tree's tracked files, --untracked
-            # adds the unignored others; the empty needle matches every line, so every file
-            # with content is named (an empty file has nothing to check).
-            names = repo.grep_files(root, "--untracked", "", GLOBS)
+        names = repo.worktree_files(root, GLOBS)
     except (ExternalError, InputError):
         return select_yaml([root], root).files if os.path.lexists(root / ".git") else None
     found = {root / name for name in names if flux_reads(posixpath.basename(name))}
