@@ -1,18 +1,10 @@
-"""docker compose on the VM: invocation with argument lists, and container health.
+"""docker compose on the VM: argv builders, one runner, and what the engine says about
+the project's containers.
 
-Health is judged from what the engine says about each service's containers (found by
-compose's labels), not from compose's own exit code alone:
-
-- the container runs the image the compose file asks for (an `@sha256:` pin is
-  matched against the image's RepoDigests, a tag against the image ID the last pull
-  resolved it to), so a stack that silently kept the old image fails;
-- it is running, its healthcheck says healthy and its restart count does not climb;
-- unhealthy, restarting, exited or dead fails at once, with the container's state,
-  exit code, restart count and last log lines; a service without a healthcheck
-  passes with a warning;
-- the HTTP health URL answers 2xx;
-
-and all of that holds for `samples` consecutive looks.
+The builders (`Compose.pull_args`, `up_args`, `config_args`) return argument lists and run
+nothing, so tests can assert exact command lines; `Compose.run` runs one. `look_at` reads
+every container of the project (found by compose's labels) with its state, health,
+restart count and image; composehealth.py judges services from those looks.
 """
 
 from __future__ import annotations
@@ -26,17 +18,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from gitopsctl.errors import ExternalError, InputError
-from gitopsctl.health import Check, HealthReport, probe_http
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 LOG_LINES = 15
-SAMPLE_INTERVAL = 1.0
-_FATAL_STATES = ("restarting", "exited", "dead")
 _DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 _compose_cache: dict[str, tuple[str, ...]] = {}
@@ -104,9 +93,19 @@ class Compose:
             args += ["--env-file", str(self.env_file)]
         return args
 
-    def run(self, args: list[str], timeout: float) -> ComposeRun:
-        """Run compose; a timeout kills it and is reported as a failed run, not raised."""
-        full = [*self.base_args(), *args]
+    def config_args(self) -> list[str]:
+        return [*self.base_args(), "config", "--format", "json"]
+
+    def pull_args(self) -> list[str]:
+        return [*self.base_args(), "pull", "--quiet"]
+
+    def up_args(self, wait_seconds: int) -> list[str]:
+        # never `up --wait` without a timeout
+        return [*self.base_args(), "up", "-d", "--wait", "--wait-timeout", str(wait_seconds),
+                "--remove-orphans"]
+
+    def run(self, full: list[str], timeout: float) -> ComposeRun:
+        """Run one built command; a timeout kills it and is a failed run, not raised."""
         start = time.monotonic()
         try:
             proc = subprocess.run(full, capture_output=True, text=True, errors="replace",
@@ -128,7 +127,7 @@ class Compose:
         The resolved config may hold interpolated secrets: only names and image
         references are kept from it, and it is never logged.
         """
-        full = [*self.base_args(), "config", "--format", "json"]
+        full = self.config_args()
         try:
             proc = subprocess.run(full, capture_output=True, text=True, errors="replace",
                                   stdin=subprocess.DEVNULL, timeout=timeout,
@@ -155,16 +154,15 @@ class Compose:
         return out
 
     def pull(self, timeout: float) -> ComposeRun:
-        return self.run(["pull", "--quiet"], timeout)
+        return self.run(self.pull_args(), timeout)
 
     def up(self, wait_timeout: float) -> ComposeRun:
         seconds = max(1, int(round(wait_timeout)))
-        # never `up --wait` without a timeout; the subprocess gets a little extra to report
-        return self.run(["up", "-d", "--wait", "--wait-timeout", str(seconds), "--remove-orphans"],
-                        timeout=seconds + 60)
+        # the subprocess gets a little longer than compose's own wait, to report
+        return self.run(self.up_args(seconds), timeout=seconds + 60)
 
 
-# ----------------------------------------------------------------- health
+# ----------------------------------------------------------------- containers
 
 
 @dataclass
@@ -255,90 +253,3 @@ def container_logs(client: Any, name: str, lines: int = LOG_LINES) -> list[str]:
     except Exception:  # the container may be gone already; evidence is best effort
         return []
     return raw.decode("utf-8", "replace").splitlines()[-lines:]
-
-
-@dataclass
-class Sample:
-    checks: list[Check]
-    fatal: Check | None = None   # fail now, waiting cannot help
-    ready: bool = False          # everything healthy in this look
-
-
-def sample(client: Any, project: str, expected: Mapping[str, ExpectedImage],
-           baseline_restarts: dict[str, int], health_url: str | None,
-           http_timeout: float) -> Sample:
-    """One look at the whole stack."""
-    looks = look_at(client, project)
-    by_service: dict[str, list[ContainerLook]] = {}
-    for look in looks:
-        by_service.setdefault(look.service, []).append(look)
-    checks: list[Check] = []
-    ready = True
-    for service, exp in expected.items():
-        mine = by_service.get(service, [])
-        if not mine:
-            check = Check(f"service:{service}", False, f"service {service} has no container")
-            return Sample(checks + [check], fatal=check)
-        for look in mine:
-            baseline = baseline_restarts.setdefault(look.name, look.restart_count)
-            problem = None
-            if look.status in _FATAL_STATES:
-                problem = f"is {look.status}"
-            elif look.health == "unhealthy":
-                problem = "is unhealthy"
-            elif look.restart_count > baseline:
-                problem = f"restarted {look.restart_count - baseline} time(s) while being watched"
-            elif not exp.matches(look):
-                want = exp.digest or exp.image_id or exp.reference
-                problem = (f"runs image {look.image_id[:19]} but the compose file asks for "
-                           f"{exp.reference} ({want[:19]}): the stack kept the old image")
-            if problem:
-                evidence = [look.describe()] + [f"log: {line}" for line in container_logs(client, look.name)]
-                check = Check(f"container:{look.name}", False, f"{look.describe()}: {problem}",
-                              evidence=evidence)
-                return Sample(checks + [check], fatal=check)
-            if look.status != "running" or look.health == "starting":
-                ready = False
-                checks.append(Check(f"container:{look.name}", False,
-                                    f"{look.describe()}: not ready yet"))
-            elif look.health is None:
-                checks.append(Check(f"container:{look.name}", True,
-                                    f"{look.describe()}: running (warning: no healthcheck, "
-                                    f"only 'running' can be checked)"))
-            else:
-                checks.append(Check(f"container:{look.name}", True, f"{look.describe()}: healthy"))
-    if ready and health_url:
-        http = probe_http(health_url, http_timeout)
-        checks.append(Check("http", http.ok, f"{health_url}: {http.message}"))
-        ready = http.ok
-    return Sample(checks, ready=ready)
-
-
-def wait_healthy(client: Any, project: str, expected: Mapping[str, ExpectedImage], *,
-                 deadline: float, samples: int, health_url: str | None, http_timeout: float,
-                 progress: Callable[[str], None] | None = None,
-                 interval: float = SAMPLE_INTERVAL, target: str = "vm") -> HealthReport:
-    """Sample until `samples` consecutive healthy looks, a fatal look, or the deadline."""
-    started = time.monotonic()
-    baseline: dict[str, int] = {}
-    in_row = 0
-    last: Sample | None = None
-    while True:
-        last = sample(client, project, expected, baseline, health_url, http_timeout)
-        elapsed = time.monotonic() - started
-        if last.fatal is not None:
-            return HealthReport(target=target, healthy=False, reason=last.fatal.message,
-                                checks=last.checks, elapsed=elapsed)
-        in_row = in_row + 1 if last.ready else 0
-        if progress:
-            progress(f"healthy samples {in_row}/{samples}")
-        if in_row >= samples:
-            return HealthReport(target=target, healthy=True, checks=last.checks, elapsed=elapsed,
-                                details={"samples": in_row})
-        if time.monotonic() + interval > deadline:
-            pending = [c for c in last.checks if not c.ok]
-            reason = (f"not healthy before the deadline: {pending[0].message}" if pending
-                      else f"only {in_row}/{samples} consecutive healthy samples before the deadline")
-            return HealthReport(target=target, healthy=False, reason=reason, checks=last.checks,
-                                elapsed=elapsed)
-        time.sleep(interval)

@@ -79,3 +79,37 @@ def probe_http(url: str, timeout: float = 5.0) -> HttpResult:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return HttpResult(url, False, None, f"no answer: {reason}", time.monotonic() - start)
+
+
+@dataclass(frozen=True)
+class TcpResult:
+    address: str
+    ok: bool
+    message: str
+    elapsed: float
+
+
+def probe_tcp(address: str, timeout: float = 5.0) -> TcpResult:
+    """One TCP connect to `host:port` (the config validated its shape); ok when accepted."""
+    import socket
+
+    start = time.monotonic()
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        return TcpResult(address, False, f"no connection: {exc}", time.monotonic() - start)
+    return TcpResult(address, True, "connection accepted", time.monotonic() - start)
+
+
+def probe_check(check: Any, timeout: float) -> tuple[bool, str]:
+    """Run one http or tcp HealthCheck from here: (ok, message naming what was probed)."""
+    if check.kind == "http":
+        result = probe_http(check.url, timeout)
+        return result.ok, f"{check.url}: {result.message}"
+    if check.kind == "tcp":
+        tcp = probe_tcp(check.address, timeout)
+        return tcp.ok, f"tcp {check.address}: {tcp.message}"
+    raise ValueError(f"a {check.kind} check cannot be probed from here")  # a caller's bug

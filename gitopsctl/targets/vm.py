@@ -1,10 +1,14 @@
-"""The backend VM seen from CI: fabric SSH with strict host keys, remote `gitopsctl sync`.
+"""A VM target seen from CI: fabric SSH with strict host keys, remote `gitopsctl sync`.
 
-apply() runs `gitopsctl sync --revision SHA --output json` on the VM and keeps its
-answer; wait_healthy() turns that answer into a HealthReport and confirms the HTTP
-health URL from the CI side too. Every failure to reach the VM (refused, unknown or
-changed host key, authentication, a connection dropped mid-run, a deadline) becomes
-a failed report with a clear reason: to the pipeline it is a failed deploy.
+One VMTarget serves every service bound to one VM target of gitopsctl.yaml. apply() runs
+`gitopsctl sync --target NAME --revision SHA --output json` on the VM and keeps its
+answer, which judges each service by its own checks there; wait_healthy() turns that
+answer into a HealthReport whose checks are named per service ("worker: compose"), and
+confirms the services' http and tcp checks from CI's side too (a compose check can only
+be seen on the VM). `for_service(name)` is the same run seen as one service's report.
+Every failure to reach the VM (refused, unknown or changed host key, authentication, a
+connection dropped mid-run, a deadline) becomes a failed report with a clear reason: to
+the pipeline it is a failed deploy.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from gitopsctl.config import _NAME_RE
 from gitopsctl.errors import ConfigError, ExternalError, InputError
-from gitopsctl.health import Check, HealthReport, probe_http
+from gitopsctl.health import Check, HealthReport
+from gitopsctl.targets import vmreport
 
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _KEY_FILE_ENV = "GITOPSCTL_SSH_KEY_FILE"
@@ -39,18 +45,22 @@ def validate_revision(revision: str) -> str:
     return revision
 
 
-def sync_command(remote_command: str, checkout: str, revision: str, wait_timeout: float) -> str:
+def sync_command(remote_command: str, checkout: str, revision: str, wait_timeout: float,
+                 target: str = "vm") -> str:
     """The remote command line, built from validated pieces and quoted for the remote shell."""
     validate_revision(revision)
-    _check_remote_pieces(remote_command, checkout)
+    _check_remote_pieces(remote_command, checkout, target)
     return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync",
-                       "--revision", revision, "--wait-timeout", remote_wait_timeout(wait_timeout)])
+                       "--target", target, "--revision", revision,
+                       "--wait-timeout", remote_wait_timeout(wait_timeout)])
 
 
-def check_command(remote_command: str, checkout: str, wait_timeout: float) -> str:
+def check_command(remote_command: str, checkout: str, wait_timeout: float,
+                  target: str = "vm") -> str:
     """The read-only remote command verify runs: `sync --check` changes nothing on the VM."""
-    _check_remote_pieces(remote_command, checkout)
-    return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync", "--check",
+    _check_remote_pieces(remote_command, checkout, target)
+    return shlex.join([remote_command, "--repo", checkout, "--output", "json", "sync",
+                       "--target", target, "--check",
                        "--wait-timeout", remote_wait_timeout(wait_timeout)])
 
 
@@ -62,11 +72,13 @@ def remote_wait_timeout(seconds: float) -> str:
     return str(int(min(md["maximum"], max(md["minimum"], round(seconds)))))
 
 
-def _check_remote_pieces(remote_command: str, checkout: str) -> None:
+def _check_remote_pieces(remote_command: str, checkout: str, target: str) -> None:
+    if not re.match(_NAME_RE, target):
+        raise ConfigError(f"targets.{target!r}: not a target name")
     if not re.match(r"^[\w./-]+$", remote_command):
-        raise ConfigError(f"targets.vm.remote_command: not a plain path: {remote_command!r}")
+        raise ConfigError(f"targets.{target}.remote_command: not a plain path: {remote_command!r}")
     if not checkout.startswith("/") or "\x00" in checkout or "\n" in checkout:
-        raise ConfigError(f"targets.vm.checkout: not an absolute path: {checkout!r}")
+        raise ConfigError(f"targets.{target}.checkout: not an absolute path: {checkout!r}")
 
 
 def fingerprint(key: Any) -> str:
@@ -87,21 +99,41 @@ class RemoteRun:
 
 
 class VMTarget:
-    """Backend target: implements the Target protocol from gitopsctl.targets."""
+    """One VM target and every service bound to it: the Target protocol of gitopsctl.targets.
 
-    name = "vm"
+    The protocol's methods take an optional `service`: with it, the report is that
+    service's part of the run; without it, the whole target's (checks named per service).
+    """
 
-    def __init__(self, config: Any, *, environ: Mapping[str, str] | None = None,
-                 reporter: Any = None, wait_timeout: float | None = None):
-        if config.targets.vm is None:
-            raise ConfigError("targets.vm is not configured",
-                              hint="add a `targets.vm:` section to gitopsctl.yaml")
+    def __init__(self, config: Any, target: str | None = None, *,
+                 environ: Mapping[str, str] | None = None, reporter: Any = None,
+                 wait_timeout: float | None = None):
+        vms = config.targets_of_kind("vm")
+        if target is None:
+            if len(vms) != 1:
+                raise ConfigError(f"{config.path}: {len(vms)} VM targets, which one is meant?"
+                                  if vms else f"{config.path}: no VM target is configured",
+                                  hint=f"name one of: {', '.join(vms)}" if vms else
+                                  "add a target with `kind: vm` to gitopsctl.yaml")
+            target = next(iter(vms))
+        elif target not in vms:
+            raise ConfigError(f"{config.path}: {target!r} is not a VM target",
+                              hint=f"VM targets: {', '.join(vms) or '(none)'}")
         self.config = config
-        self.vm = config.targets.vm
+        self.name = target
+        self.vm = vms[target]
+        self.services = config.services_on(target)
         self.environ = dict(os.environ if environ is None else environ)
         self.reporter = reporter
         self.wait_timeout = wait_timeout
         self.last_run: RemoteRun | None = None
+
+    def for_service(self, service: str) -> "ServiceOnVM":
+        """The Target of one service on this VM: same SSH runs, that service's reports."""
+        if service not in self.services:
+            raise ConfigError(f"service {service!r} is not bound to VM target {self.name!r}",
+                              hint=f"services on it: {', '.join(self.services) or '(none)'}")
+        return ServiceOnVM(self, service)
 
     # ------------------------------------------------------------- Target protocol
 
@@ -109,45 +141,45 @@ class VMTarget:
         """Run the remote sync; the outcome is judged by wait_healthy()."""
         self.last_run = self.run_sync(revision, deadline)
 
-    def wait_healthy(self, revision: str, deadline: float) -> HealthReport:
+    def wait_healthy(self, revision: str, deadline: float, service: str | None = None) -> HealthReport:
         started = time.monotonic()
         run = self.last_run
         if run is None:
             run = self.last_run = self.run_sync(revision, deadline)
-        report = self._report_from_run(run, revision)
+        report = vmreport.whole_report(self.name, run, revision)
         if report.healthy:
-            self._confirm_from_ci(report, deadline)
+            vmreport.confirm_from_ci(report, self.config, self._scope(service), deadline)
         report.elapsed = run.elapsed + (time.monotonic() - started)
-        return report
+        return self._narrow(report, service)
 
-    def check_health(self) -> HealthReport:
-        """One look from CI: the HTTP health URL only (no SSH)."""
-        start = time.monotonic()
-        result = probe_http(self.vm.health_url, self.config.timeouts.http)
-        check = Check("http", result.ok, f"{self.vm.health_url}: {result.message}")
-        return HealthReport(target=self.name, healthy=result.ok,
-                            reason="" if result.ok else f"backend HTTP health: {result.message}",
-                            checks=[check], elapsed=time.monotonic() - start)
+    def check_health(self, service: str | None = None) -> HealthReport:
+        """One look: the http and tcp checks from CI; over SSH (read-only) only when a
+        service in scope has no check CI can probe (its containers are all there is)."""
+        scope = self._scope(service)
+        blind = [s for s in scope if not vmreport.ci_probes(self.config, [s])]
+        if not blind:
+            return self._narrow(vmreport.look_from_ci(self.config, self.name, scope), service)
+        return self.observe(time.monotonic() + min(60.0, self.config.timeouts.failure),
+                            service=service)
 
     def deploy(self, revision: str, deadline: float) -> HealthReport:
         self.last_run = None
         self.apply(revision, deadline)
         return self.wait_healthy(revision, deadline)
 
-    # ------------------------------------------------------------- SSH
-
-    def observe(self, deadline: float,
-                mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
-        """verify's look: read-only `sync --check` over SSH, then the health URL from CI.
+    def observe(self, deadline: float, mismatch: Callable[[str], str | None] | None = None,
+                service: str | None = None) -> HealthReport:
+        """verify's look: read-only `sync --check` over SSH, then the CI-side probes.
 
         `mismatch(revision)` says why the checkout's revision is not what git says is
         live (None when it is); the VM is only healthy when it runs that revision.
         """
         started = time.monotonic()
         wait_timeout = self.wait_timeout or max(1.0, deadline - started - 5)
-        command = check_command(self.vm.remote_command, self.vm.checkout, wait_timeout)
-        run = self._run_remote(command, "gitopsctl sync --check (read-only)", deadline)
-        report = self._report_from_run(run, None)
+        command = check_command(self.vm.remote_command, self.vm.checkout, wait_timeout, self.name)
+        run = self._run_remote(command, f"gitopsctl sync --target {self.name} --check (read-only)",
+                               deadline)
+        report = vmreport.whole_report(self.name, run, None)
         live = report.revision
         problem = mismatch(str(live)) if mismatch is not None and live else None
         if problem:
@@ -158,24 +190,26 @@ class VMTarget:
             report.checks.append(Check("revision", True, f"checkout at {str(live)[:12]}, "
                                                          "what git says is live"))
         if report.healthy:
-            self._confirm_from_ci(report, deadline)
+            vmreport.confirm_from_ci(report, self.config, self._scope(service), deadline)
         report.elapsed = time.monotonic() - started
-        return report
+        return self._narrow(report, service)
 
-    def _confirm_from_ci(self, report: HealthReport, deadline: float) -> None:
-        """The VM's own verdict is confirmed by probing the health URL from CI's side too."""
-        http = self._http_from_ci(deadline)
-        report.checks.append(http)
-        if not http.ok:
-            report.healthy = False
-            report.reason = f"backend health URL failed from CI: {http.message}"
+    def _scope(self, service: str | None) -> tuple[str, ...]:
+        return self.services if service is None else (service,)
+
+    def _narrow(self, report: HealthReport, service: str | None) -> HealthReport:
+        return report if service is None else vmreport.service_report(report, service)
+
+    # ------------------------------------------------------------- SSH
 
     def run_sync(self, revision: str, deadline: float) -> RemoteRun:
         """Never raises for VM trouble: failures come back in RemoteRun.error."""
         remaining = deadline - time.monotonic()
         wait_timeout = self.wait_timeout or max(1.0, remaining - 5)
-        command = sync_command(self.vm.remote_command, self.vm.checkout, revision, wait_timeout)
-        return self._run_remote(command, f"gitopsctl sync --revision {revision[:12]}", deadline)
+        command = sync_command(self.vm.remote_command, self.vm.checkout, revision, wait_timeout,
+                               self.name)
+        return self._run_remote(command, f"gitopsctl sync --target {self.name} "
+                                         f"--revision {revision[:12]}", deadline)
 
     def _run_remote(self, command: str, label: str, deadline: float) -> RemoteRun:
         start = time.monotonic()
@@ -200,6 +234,10 @@ class VMTarget:
             run.error = exc
         run.elapsed = time.monotonic() - start
         return run
+
+    @property
+    def _refused_hint(self) -> str:
+        return f"is sshd running on the VM and is targets.{self.name}.port right?"
 
     @property
     def _where(self) -> str:
@@ -265,18 +303,17 @@ class VMTarget:
                      f"line in {self._known_hosts_source()}; otherwise treat this as an attack") from None
         except paramiko.AuthenticationException as exc:
             raise ExternalError(f"SSH authentication as {user}@{where} failed: {exc}",
-                                hint="check targets.vm.identity_file / $GITOPSCTL_SSH_KEY_FILE and the "
-                                     "VM's authorized_keys for that user") from None
+                                hint=f"check targets.{self.name}.identity_file / "
+                                     "$GITOPSCTL_SSH_KEY_FILE and the VM's authorized_keys for "
+                                     "that user") from None
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
             # paramiko folds per-address socket errors into one; refused is the common case
             if all(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED
                    for e in exc.errors.values()):
-                raise ExternalError(f"SSH connection to {where} refused",
-                                    hint="is sshd running on the VM and is targets.vm.port right?") from None
+                raise ExternalError(f"SSH connection to {where} refused", hint=self._refused_hint) from None
             raise ExternalError(f"SSH connection to {where} failed: {exc}") from None
         except ConnectionRefusedError:
-            raise ExternalError(f"SSH connection to {where} refused",
-                                hint="is sshd running on the VM and is targets.vm.port right?") from None
+            raise ExternalError(f"SSH connection to {where} refused", hint=self._refused_hint) from None
         except (socket.timeout, TimeoutError):
             raise ExternalError(f"SSH connection to {where} timed out after "
                                 f"{self.config.timeouts.ssh_connect:g}s",
@@ -306,57 +343,12 @@ class VMTarget:
         except ValueError:
             raise ExternalError(
                 f"remote sync on {self._where} exited {run.exit_code} without a JSON answer",
-                hint="is targets.vm.remote_command the gitopsctl on the VM? stderr: "
+                hint=f"is targets.{self.name}.remote_command the gitopsctl on the VM? stderr: "
                      + " | ".join(run.stderr_tail[-5:]),
                 details={"stdout": text[-500:], "stderr": run.stderr_tail}) from None
         if not isinstance(doc, dict):
             raise ExternalError(f"remote sync on {self._where} answered JSON that is not an object")
         return doc
-
-    # ------------------------------------------------------------- judging
-
-    def _report_from_run(self, run: RemoteRun, revision: str | None) -> HealthReport:
-        if run.error is not None:
-            err = run.error
-            return HealthReport(target=self.name, healthy=False, reason=err.message, revision=revision,
-                                checks=[Check("ssh", False, err.message,
-                                              evidence=[err.hint] if err.hint else [])],
-                                details={"error": err.to_dict()})
-        doc = run.document or {}
-        if "error" in doc and isinstance(doc["error"], dict):
-            message = str(doc["error"].get("message", "remote sync failed"))
-            return HealthReport(target=self.name, healthy=False, reason=f"VM sync failed: {message}",
-                                revision=revision,
-                                checks=[Check("sync", False, message, evidence=run.stderr_tail)],
-                                details={"remote": doc})
-        checks = [Check(str(c.get("name", "?")), bool(c.get("ok")), str(c.get("message", "")),
-                        [str(e) for e in c.get("evidence", [])])
-                  for c in (doc.get("health") or {}).get("checks", [])]
-        healthy = bool(doc.get("healthy")) and run.exit_code == 0
-        live = doc.get("revision")
-        if revision and healthy and live and not str(live).startswith(revision):
-            healthy = False
-            checks.append(Check("revision", False, f"VM is at {live}, expected {revision}"))
-        reason = "" if healthy else (doc.get("reason") or (doc.get("health") or {}).get("reason")
-                                     or f"remote sync exited {run.exit_code}")
-        return HealthReport(target=self.name, healthy=healthy, reason=str(reason), revision=live,
-                            checks=checks, details={"remote": doc})
-
-    def _http_from_ci(self, deadline: float) -> Check:
-        """The VM said healthy; CI must see it too. Retry (bounded by the deadline) briefly."""
-        url = self.vm.health_url
-        samples = self.config.timeouts.healthy_samples
-        ok_in_row = 0
-        last = None
-        while True:
-            last = probe_http(url, self.config.timeouts.http)
-            ok_in_row = ok_in_row + 1 if last.ok else 0
-            if ok_in_row >= samples:
-                return Check("http-ci", True, f"{url}: {last.message} ({samples} samples from CI)")
-            if time.monotonic() + 0.5 > deadline:
-                return Check("http-ci", False, f"{url}: {last.message}",
-                             evidence=[f"status {last.status}", last.message])
-            time.sleep(0.5)
 
     # ------------------------------------------------------------- credentials
 
@@ -367,7 +359,7 @@ class VMTarget:
         path = Path(os.path.expanduser(raw))
         if not path.is_file():
             raise ExternalError(f"SSH identity file {path} does not exist",
-                                hint="set targets.vm.identity_file or $GITOPSCTL_SSH_KEY_FILE")
+                                hint=f"set targets.{self.name}.identity_file or $GITOPSCTL_SSH_KEY_FILE")
         return str(path)
 
     def _known_hosts_source(self) -> str:
@@ -392,7 +384,7 @@ class VMTarget:
         if not path.is_file():
             raise ExternalError(f"known_hosts file {path} does not exist; host keys are never "
                                 "accepted blindly",
-                                hint=f"set targets.vm.known_hosts, or put the VM's known_hosts line "
+                                hint=f"set targets.{self.name}.known_hosts, or put the VM's known_hosts line "
                                      f"in ${self.vm.known_hosts_env} (ssh-keyscan output verified "
                                      f"against the VM)")
         yield path
@@ -400,3 +392,28 @@ class VMTarget:
     def _say(self, verb: str, message: str) -> None:
         if self.reporter is not None:
             getattr(self.reporter, verb)(message)
+
+
+class ServiceOnVM:
+    """One service's view of a VMTarget (the Target the engine follows that service with).
+
+    Services on one VM target share its runs: applying one syncs them all."""
+
+    def __init__(self, vm: VMTarget, service: str):
+        self.vm = vm
+        self.service = service
+        self.name = vm.name
+
+    def apply(self, revision: str, deadline: float) -> None:
+        self.vm.apply(revision, deadline)
+
+    def wait_healthy(self, revision: str, deadline: float) -> HealthReport:
+        return self.vm.wait_healthy(revision, deadline, service=self.service)
+
+    def check_health(self) -> HealthReport:
+        return self.vm.check_health(service=self.service)
+
+    def observe(self, deadline: float,
+                mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
+        return self.vm.observe(deadline, mismatch, service=self.service)
+

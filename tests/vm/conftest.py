@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import pytest
 
 from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.sandbox.lab.sshd import SshServer, start_sshd
+
+from tests.fixtures.configs import LAB_TIMEOUTS, lab_vm_target, service, v2_text
 
 VENV_BIN = Path(sys.executable).parent
 GITOPSCTL = VENV_BIN / "gitopsctl"
@@ -149,43 +150,15 @@ class VmRepo:
 
 
 def write_config(path: Path, *, registry_url: str, sshd: SshServer, checkout: Path, project: str,
-                 port: int, extra_vm: str = "", known_hosts: str | None = None,
-                 samples: int = 2) -> None:
-    path.write_text(textwrap.dedent(f"""\
-        version: 1
-        registry:
-          url: {registry_url}
-          project: homelab
-          insecure: true
-        services:
-          backend:
-            image: backend
-            context: app
-            target: vm
-            policy: flux-system:backend
-            paths: [deploy]
-        stage:
-          order: [backend]
-          delay: 0
-        timeouts:
-          failure: 60s
-          http: 2s
-          ssh_connect: 5s
-          healthy_samples: {samples}
-        targets:
-          vm:
-            host: {sshd.host}
-            port: {sshd.port}
-            user: {sshd.user}
-            identity_file: {sshd.client_key}
-            known_hosts: {known_hosts or sshd.known_hosts}
-            known_hosts_env: GITOPSCTL_TEST_KNOWN_HOSTS_UNSET
-            checkout: {checkout}
-            compose_file: deploy/docker-compose.yml
-            compose_project: {project}
-            remote_command: {GITOPSCTL}
-            health_url: http://127.0.0.1:{port}/healthz
-        """) + extra_vm)
+                 port: int, known_hosts: str | None = None, samples: int = 2) -> None:
+    """One service, `backend`, owning the whole compose file of one VM target named `vm`."""
+    target = lab_vm_target(sshd, checkout, project=project, compose_file="deploy/docker-compose.yml",
+                           remote_command=GITOPSCTL, known_hosts=known_hosts)
+    backend = service("backend", "vm", context="app", paths=["deploy"],
+                      health=[{"http": f"http://127.0.0.1:{port}/healthz"}])
+    path.write_text(v2_text({"backend": backend}, {"vm": target}, registry=registry_url,
+                            stage={"delay": 0}, timeouts={**LAB_TIMEOUTS, "healthy_samples": samples})
+                    .replace("  project: homelab\n", "  project: homelab\n  insecure: true\n", 1))
 
 
 @pytest.fixture

@@ -11,9 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+from gitopsctl.composehealth import ServiceRules, wait_healthy
+from gitopsctl.config import HealthCheck
 from gitopsctl.sandbox.lab.gitremote import git
 
+from tests.fixtures.configs import dump
+
 GITOPSCTL = Path(sys.executable).parent / "gitopsctl"
+
+
+def with_vm_keys(path, **keys) -> str:
+    """The config at `path` with `keys` set on its VM target `vm`."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(path.read_text())
+    data["targets"]["vm"].update(keys)
+    return dump(data)
 
 
 def run_sync(vm_repo, docker_engine, vm_docker_config, *args: str, output: str = "json",
@@ -89,9 +102,8 @@ def test_sealed_secrets_become_a_private_env_file_never_printed(
               "metadata": {"name": "backend-secrets", "namespace": "backend"},
               "stringData": {"API_TOKEN": secret_value}}
     sealed_doc = sealed.seal_secret(secret, key.public_key())
-    cfg = (vm_repo.remote.work / "gitopsctl.yaml").read_text()
-    cfg += (f"    sealed_secrets: [deploy/backend-secrets.sealed.yaml]\n"
-            f"    unseal_key: {key_path}\n")
+    cfg = with_vm_keys(vm_repo.remote.work / "gitopsctl.yaml",
+                       sealed_secrets=["deploy/backend-secrets.sealed.yaml"], unseal_key=str(key_path))
     vm_repo.deploy(vm_images.refs["v1"], message="add sealed secret", files={"gitopsctl.yaml": cfg,
                                     "deploy/backend-secrets.sealed.yaml": sealed.dump_manifest(sealed_doc)})
     # the compose file interpolates the secret into the container's environment
@@ -135,8 +147,8 @@ def test_wrong_unseal_key_fails_clearly_and_writes_nothing(
     secret = {"apiVersion": "v1", "kind": "Secret",
               "metadata": {"name": "backend-secrets", "namespace": "backend"},
               "stringData": {"API_TOKEN": "never-shown-value"}}
-    cfg = (vm_repo.remote.work / "gitopsctl.yaml").read_text()
-    cfg += (f"    sealed_secrets: [deploy/s.sealed.yaml]\n    unseal_key: {key_path}\n")
+    cfg = with_vm_keys(vm_repo.remote.work / "gitopsctl.yaml",
+                       sealed_secrets=["deploy/s.sealed.yaml"], unseal_key=str(key_path))
     vm_repo.deploy(vm_images.refs["v1"], message="secret", files={
         "gitopsctl.yaml": cfg,
         "deploy/s.sealed.yaml": sealed.dump_manifest(sealed.seal_secret(secret, sealing.public_key()))})
@@ -168,19 +180,18 @@ def test_kept_old_image_is_a_failure(vm_repo, vm_images, docker_client, registry
     assert stack.pull(timeout=60).ok
     expected = compose.expected_images(docker_client, stack.services())
     assert expected["backend"].image_id == docker_client.images.get(vm_images.refs["v2"]).id
+    rules = [ServiceRules("backend", ("backend",), probes=(HealthCheck(http=vm_repo.health_url),))]
     start = time.monotonic()
-    report = compose.wait_healthy(docker_client, vm_repo.project, expected,
-                                  deadline=time.monotonic() + 30, samples=2,
-                                  health_url=vm_repo.health_url, http_timeout=2)
+    report = wait_healthy(docker_client, vm_repo.project, expected, rules,
+                          deadline=time.monotonic() + 30, samples=2, http_timeout=2).report
     assert not report.healthy
     assert time.monotonic() - start < 3  # at once, not after the deadline
-    assert "kept the old image" in report.reason
+    assert "kept the old image" in report.reason and report.reason.startswith("backend: ")
 
     # the same with a digest pin: the compose file asks for v2's digest, v1 runs
     pinned = {"backend": compose.ExpectedImage(vm_images.pinned("v2"), digest=vm_images.digests["v2"])}
-    report = compose.wait_healthy(docker_client, vm_repo.project, pinned,
-                                  deadline=time.monotonic() + 30, samples=2,
-                                  health_url=None, http_timeout=2)
+    report = wait_healthy(docker_client, vm_repo.project, pinned, rules[:1],
+                          deadline=time.monotonic() + 30, samples=2, http_timeout=2).report
     assert not report.healthy and "kept the old image" in report.reason
 
 
@@ -202,10 +213,11 @@ def test_no_healthcheck_is_a_warning_and_http_must_answer(vm_repo, vm_images, do
 
     expected = compose.expected_images(docker_client, {"backend": vm_images.refs["v1"]})
     closed = f"http://127.0.0.1:{vm_repo.port}/missing"
+    rules = [ServiceRules("backend", ("backend",), probes=(HealthCheck(http=closed),))]
     start = time.monotonic()
-    report = compose.wait_healthy(docker_client, vm_repo.project, expected,
-                                  deadline=time.monotonic() + 3, samples=2, health_url=closed,
-                                  http_timeout=1, interval=0.5)
+    report = wait_healthy(docker_client, vm_repo.project, expected, rules,
+                          deadline=time.monotonic() + 3, samples=2, http_timeout=1,
+                          interval=0.5).report
     assert not report.healthy and "404" in report.reason
     assert time.monotonic() - start < 6  # bounded by the deadline
 

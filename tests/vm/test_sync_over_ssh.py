@@ -16,7 +16,7 @@ def test_healthy_sync_then_second_sync_is_a_noop(vm_repo, vm_images, docker_clie
     remote = report.details["remote"]
     assert remote["action"] == "updated"
     assert remote["images"]["backend"]["reference"] == vm_images.refs["v1"]
-    assert any(c.name == "http-ci" and c.ok for c in report.checks)
+    assert any(c.name == "backend: http-ci" and c.ok for c in report.checks)
     assert probe_http(vm_repo.health_url).ok
     (container,) = docker_client.containers.list(
         filters={"label": f"com.docker.compose.project={vm_repo.project}"})
