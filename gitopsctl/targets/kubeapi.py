@@ -57,17 +57,18 @@ class RetryPolicy:
             delay = min(delay * 2, self.max_delay)
 
 
-def resolve_kubeconfig(path: str | None, environ: Mapping[str, str]) -> Path:
+def resolve_kubeconfig(path: str | None, environ: Mapping[str, str], *, target: str = "kubernetes") -> Path:
     """The kubeconfig file to use: the configured path, then $KUBECONFIG (first entry), then ~/.kube/config."""
+    key = f"targets.{target}.kubeconfig"
     if path:
-        chosen, origin = Path(os.path.expanduser(path)), "targets.kubernetes.kubeconfig"
+        chosen, origin = Path(os.path.expanduser(path)), key
     elif environ.get("KUBECONFIG"):
         chosen, origin = Path(environ["KUBECONFIG"].split(os.pathsep)[0]).expanduser(), "$KUBECONFIG"
     else:
         chosen, origin = Path("~/.kube/config").expanduser(), "the default location"
     if not chosen.is_file():
         raise ConfigError(f"kubeconfig {chosen} (from {origin}) does not exist",
-                          hint="set targets.kubernetes.kubeconfig or $KUBECONFIG to the cluster's kubeconfig")
+                          hint=f"set {key} or $KUBECONFIG to the cluster's kubeconfig")
     return chosen
 
 
@@ -121,7 +122,7 @@ class KubeApi:
                                     persist_config=False)
         except ConfigException as exc:
             raise ConfigError(f"kubeconfig {kubeconfig}: {exc}",
-                              hint="check the file and targets.kubernetes.context") from None
+                              hint="check the file and the `context:` of the Kubernetes target in gitopsctl.yaml") from None
         # Our loop owns retries (bounded, with backoff and a deadline); urllib3's would hide them.
         cfg.retries = 0
         self._secrets = {s for s in (self._token(cfg), cfg.password) if s and len(s) >= 4}
@@ -235,6 +236,18 @@ class KubeApi:
     def get_deployment(self, namespace: str, name: str, deadline: float | None = None) -> dict:
         return self.call(f"get Deployment {namespace}/{name}", self.apps.read_namespaced_deployment,
                          name, namespace, deadline=deadline)
+
+    def get_workload(self, kind: str, namespace: str, name: str, deadline: float | None = None) -> dict:
+        """A Deployment, StatefulSet or DaemonSet (apps/v1) as a wire-shape dict."""
+        read = {"Deployment": self.apps.read_namespaced_deployment,
+                "StatefulSet": self.apps.read_namespaced_stateful_set,
+                "DaemonSet": self.apps.read_namespaced_daemon_set}[kind]
+        return self.call(f"get {kind} {namespace}/{name}", read, name, namespace, deadline=deadline)
+
+    def list_controller_revisions(self, namespace: str, selector: str,
+                                  deadline: float | None = None) -> list[dict]:
+        return self.call(f"list ControllerRevisions in {namespace}", self.apps.list_namespaced_controller_revision,
+                         namespace, label_selector=selector, deadline=deadline)["items"]
 
     def list_replicasets(self, namespace: str, selector: str, deadline: float | None = None) -> list[dict]:
         return self.call(f"list ReplicaSets in {namespace}", self.apps.list_namespaced_replica_set,

@@ -1,7 +1,9 @@
-"""Pure readings of Deployment and Pod objects (wire-shape dicts): rollout progress and pod failures.
+"""Pure readings of workloads and Pods (wire-shape dicts): rollout progress and pod failures.
 
-The same rules `kubectl rollout status` applies, plus the container states that mean a
-rollout will not recover on its own, so a caller can stop waiting the moment the API
+The same rules `kubectl rollout status` applies to Deployments, StatefulSets and DaemonSets
+(kubernetes/kubernetes staging/src/k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go),
+which of their pods belong to the release being rolled out, plus the container states that
+mean a rollout will not recover on its own, so a caller can stop waiting the moment the API
 shows one. Verdicts that depend on how long a state has lasted take the time (`now`,
 seconds since the epoch, as the API's timestamps are) from the caller.
 """
@@ -33,6 +35,10 @@ PULL_FAILURE_GRACE = 30.0
 CRASH_MEMORY = 600.0
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
+# StatefulSet pods carry their ControllerRevision's name here, DaemonSet pods its hash label
+# (pkg/controller/statefulset stateful_set_utils.go setPodRevision, pkg/controller/daemon update.go).
+REVISION_HASH_LABEL = "controller-revision-hash"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,61 @@ def rollout_status(deployment: Mapping[str, Any]) -> Rollout:
         return Rollout("progressing", f"{counts['available']} of {counts['updated']} updated replicas available",
                        **counts)
     return Rollout("complete", f"{counts['available']} of {want} replicas available", **counts)
+
+
+def workload_rollout(kind: str, workload: Mapping[str, Any]) -> Rollout:
+    """kubectl rollout status of one workload, as a verdict."""
+    judge = {"Deployment": rollout_status, "StatefulSet": statefulset_rollout, "DaemonSet": daemonset_rollout}
+    return judge[kind](workload)
+
+
+def statefulset_rollout(sts: Mapping[str, Any]) -> Rollout:
+    """StatefulSetStatusViewer: every pod ready and, with a partition (the API defaults one,
+    0), every ordinal from the partition up updated; else the current revision caught up."""
+    meta, spec, st = sts.get("metadata") or {}, sts.get("spec") or {}, sts.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    counts = dict(replicas=want, updated=int(st.get("updatedReplicas") or 0), ready=int(st.get("readyReplicas") or 0),
+                  available=int(st.get("availableReplicas") or 0))
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return Rollout("failed", "rollout status is only available for RollingUpdate strategy type "
+                                 f"(this StatefulSet updates {strategy.get('type')})", **counts)
+    observed = int(st.get("observedGeneration") or 0)
+    if observed == 0 or int(meta.get("generation") or 0) > observed:
+        return Rollout("progressing", "waiting for the StatefulSet spec update to be observed", **counts)
+    if counts["ready"] < want:
+        return Rollout("progressing", f"{counts['ready']} of {want} pods ready", **counts)
+    rolling = strategy.get("rollingUpdate")
+    if rolling is not None:
+        partition = rolling.get("partition")
+        if partition is not None and counts["updated"] < want - int(partition):
+            return Rollout("progressing", f"{counts['updated']} of {want - int(partition)} new pods updated "
+                                          f"(partition {partition})", **counts)
+        return Rollout("complete", f"{counts['updated']} new pods updated, {counts['ready']} of {want} ready",
+                       **counts)
+    if st.get("updateRevision") != st.get("currentRevision"):
+        return Rollout("progressing", f"{counts['updated']} pods at revision {st.get('updateRevision')}", **counts)
+    return Rollout("complete", f"{st.get('currentReplicas', 0)} pods at revision {st.get('currentRevision')}",
+                   **counts)
+
+
+def daemonset_rollout(ds: Mapping[str, Any]) -> Rollout:
+    """DaemonSetStatusViewer: every node that should run the pod runs the updated one, available."""
+    meta, spec, st = ds.get("metadata") or {}, ds.get("spec") or {}, ds.get("status") or {}
+    desired = int(st.get("desiredNumberScheduled") or 0)
+    counts = dict(replicas=desired, updated=int(st.get("updatedNumberScheduled") or 0),
+                  ready=int(st.get("numberReady") or 0), available=int(st.get("numberAvailable") or 0))
+    strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+    if strategy != "RollingUpdate":
+        return Rollout("failed", "rollout status is only available for RollingUpdate strategy type "
+                                 f"(this DaemonSet updates {strategy})", **counts)
+    if int(meta.get("generation") or 0) > int(st.get("observedGeneration") or 0):
+        return Rollout("progressing", "waiting for the DaemonSet spec update to be observed", **counts)
+    if counts["updated"] < desired:
+        return Rollout("progressing", f"{counts['updated']} of {desired} new pods updated", **counts)
+    if counts["available"] < desired:
+        return Rollout("progressing", f"{counts['available']} of {desired} updated pods available", **counts)
+    return Rollout("complete", f"{counts['available']} of {desired} nodes run the new pod", **counts)
 
 
 @dataclass(frozen=True)
@@ -190,3 +251,40 @@ def newest_replicaset(replicasets: list[Mapping[str, Any]], deployment: Mapping[
         return int(value) if str(value).isdigit() else 0
 
     return max(owned, key=revision, default=None)
+
+
+def newest_revision(revisions: list[Mapping[str, Any]], owner: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner's ControllerRevision with the highest number: its current template (the
+    controllers renumber an old one that comes back, pkg/controller/history)."""
+    uid = (owner.get("metadata") or {}).get("uid")
+    owned = [r for r in revisions
+             if any(ref.get("uid") == uid for ref in (r.get("metadata") or {}).get("ownerReferences") or [])]
+    return max(owned, key=lambda r: int(r.get("revision") or 0), default=None)
+
+
+def selector_of(workload: Mapping[str, Any]) -> str:
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def current_pod_selector(kind: str, workload: Mapping[str, Any], *, replicasets: list[Mapping[str, Any]] = (),
+                         revisions: list[Mapping[str, Any]] = ()) -> str | None:
+    """The label selector of the pods of the workload's newest release; None while it has none.
+
+    Deployment: the newest ReplicaSet's pod-template-hash. StatefulSet: controller-revision-hash
+    equal to status.updateRevision. DaemonSet: the hash label of its newest ControllerRevision.
+    """
+    selector = selector_of(workload)
+    if kind == "Deployment":
+        rs = newest_replicaset(list(replicasets), workload)
+        value = ((rs or {}).get("metadata", {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL)
+        label = TEMPLATE_HASH_LABEL
+    elif kind == "StatefulSet":
+        value, label = (workload.get("status") or {}).get("updateRevision"), REVISION_HASH_LABEL
+    else:
+        revision = newest_revision(list(revisions), workload)
+        value = ((revision or {}).get("metadata", {}).get("labels") or {}).get(REVISION_HASH_LABEL)
+        label = REVISION_HASH_LABEL
+    if not value:
+        return None
+    return f"{selector},{label}={value}" if selector else f"{label}={value}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.config import KubernetesTarget, ObjectRef
+from gitopsctl.config import HealthCheck, KubernetesTarget, ObjectRef, Workload
 from gitopsctl.sandbox.lab.kube import FluxOptions, KubeEmulator
 from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
 from gitopsctl.sandbox.lab.ports import free_port
@@ -175,11 +175,12 @@ class Cluster:
 
     def target(self, **kwargs) -> KubeTarget:
         settings = KubernetesTarget(
-            git_repository=ObjectRef("flux-system"), kustomization=ObjectRef("apps"),
-            deployment=ObjectRef("frontend", NAMESPACE), health_url=self.health_url,
+            kind="kubernetes", git_repository=ObjectRef("flux-system"), kustomizations=(ObjectRef("apps"),),
             kubeconfig=str(self.kube.kubeconfig))
         kwargs.setdefault("healthy_samples", 2)
         kwargs.setdefault("http_timeout", 2.0)
+        kwargs.setdefault("workloads", (Workload("Deployment", "frontend", NAMESPACE),))
+        kwargs.setdefault("health", (HealthCheck(http=self.health_url),))
         return KubeTarget(settings, environ={}, **kwargs)
 
     def deploy(self, target: KubeTarget, sha: str, timeout: float = 60.0):

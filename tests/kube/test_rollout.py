@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsctl.config import KubernetesTarget, ObjectRef
+from gitopsctl.config import HealthCheck, KubernetesTarget, ObjectRef, Workload
 from gitopsctl.flux import git_revision
 from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS, PODS
 from gitopsctl.health import probe_http
@@ -240,10 +240,11 @@ def test_homelab_manifests_run_unchanged(kube, make_git_remote, frontend_image):
     while kube.service_address("frontend") is None and time.monotonic() < deadline:
         time.sleep(0.1)
     url = f"http://{kube.service_address('frontend')}/healthz"
-    settings = KubernetesTarget(git_repository=ObjectRef("flux-system"), kustomization=ObjectRef("apps"),
-                                deployment=ObjectRef("frontend", "default"), health_url=url,
-                                kubeconfig=str(kube.kubeconfig))
-    target = KubeTarget(settings, environ={}, healthy_samples=2)
+    settings = KubernetesTarget(kind="kubernetes", git_repository=ObjectRef("flux-system"),
+                                kustomizations=(ObjectRef("apps"),), kubeconfig=str(kube.kubeconfig))
+    target = KubeTarget(settings, environ={}, healthy_samples=2,
+                        workloads=(Workload("Deployment", "frontend", "default"),),
+                        health=(HealthCheck(http=url),))
     sha = remote.head()
     target.apply(sha, deadline)
     report = target.wait_healthy(sha, deadline)

@@ -4,23 +4,22 @@ Each tick reads the whole store and moves it one step towards the desired state:
 a ReplicaSet per pod-template hash, a rollover that keeps old pods until the new ones
 are available (maxUnavailable 0, as the defaults give for small replica counts), and
 pods created or marked for deletion to match each ReplicaSet. The kubelet does the rest.
+Pods are made and deleted as podcontrol.py does it for every controller.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import string
 import time
 from typing import Any
 
-from gitopsctl.harness.kube.selectors import Selector
-from gitopsctl.harness.kube.store import DEPLOYMENTS, PODS, REPLICASETS, Store, StoreError, now_rfc3339
+from gitopsctl.sandbox.lab.kube.podcontrol import new_pod, owner_ref, random_suffix, terminate_pod
+from gitopsctl.sandbox.lab.kube.selectors import Selector
+from gitopsctl.sandbox.lab.kube.store import DEPLOYMENTS, PODS, REPLICASETS, Store, StoreError, now_rfc3339
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
-_POD_SUFFIX = string.ascii_lowercase + string.digits
 
 
 def template_hash(template: dict) -> str:
@@ -31,11 +30,6 @@ def template_hash(template: dict) -> str:
 def owned_by(obj: dict, owner: dict) -> bool:
     uid = owner["metadata"]["uid"]
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
-
-def owner_ref(owner: dict) -> dict:
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def set_condition(conditions: list[dict], type_: str, status: str, reason: str, message: str,
@@ -286,7 +280,9 @@ class ReplicaSetController:
         pods, _ = self.store.list(PODS)
         uids = {rs["metadata"]["uid"] for rs in replicasets}
         for pod in pods:
-            refs = pod["metadata"].get("ownerReferences") or []
+            # The garbage collector's part for ReplicaSet pods only: StatefulSet and DaemonSet
+            # pods have owners of their own kinds, which their controllers look after.
+            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("kind") == "ReplicaSet"]
             if refs and not any(r.get("uid") in uids for r in refs) and not terminating(pod):
                 self._terminate(pod)
         for rs in replicasets:
@@ -317,22 +313,12 @@ class ReplicaSetController:
         self.store.mutate(REPLICASETS, meta["namespace"], meta["name"], change)
 
     def _create_pod(self, rs: dict) -> None:
-        template = rs["spec"].get("template") or {}
-        tmeta = template.get("metadata") or {}
-        suffix = "".join(secrets.choice(_POD_SUFFIX) for _ in range(5))
-        pod = {"metadata": {"name": f"{rs['metadata']['name']}-{suffix}", "namespace": rs["metadata"]["namespace"],
-                            "labels": dict(tmeta.get("labels") or {}),
-                            "annotations": dict(tmeta.get("annotations") or {}),
-                            "ownerReferences": [owner_ref(rs)]},
-               "spec": json.loads(json.dumps(template.get("spec") or {})),
-               "status": {"phase": "Pending", "conditions": [
-                   {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "",
-                    "lastTransitionTime": now_rfc3339()}]}}
+        pod = new_pod(rs["spec"].get("template") or {}, f"{rs['metadata']['name']}-{random_suffix()}",
+                      rs["metadata"]["namespace"], rs, {})
         try:
             self.store.create(PODS, pod)
         except StoreError:
             pass  # name clash: the next tick tries again with another suffix
 
     def _terminate(self, pod: dict) -> None:
-        self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
-                          lambda o: o["metadata"].update(deletionTimestamp=now_rfc3339()))
+        terminate_pod(self.store, pod)

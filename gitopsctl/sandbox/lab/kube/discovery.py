@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from gitopsctl import kubeapis
-from gitopsctl.harness.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, PODS, REPLICASETS, Kind
+from gitopsctl.sandbox.lab.kube.store import (CONTROLLER_REVISIONS, DAEMONSETS, DEPLOYMENTS, GIT_REPOSITORIES,
+                                              KUSTOMIZATIONS, PODS, REPLICASETS, STATEFULSETS, Kind)
 
 # Discovery lists exactly gitopsctl.kubeapis' table (Flux 2.9 on Kubernetes 1.33, plus
 # sealed-secrets), whether or not the emulator stores the kind: a real cluster's discovery is
@@ -184,6 +185,20 @@ def _ready_condition(part: str) -> Callable[[dict, datetime], str]:
     return cell
 
 
+def _node_selector(obj: dict, now: datetime) -> str:
+    selector = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {})
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
+
+
+def _controller(obj: dict, now: datetime) -> str:
+    ref = next((r for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")), None)
+    return f"{ref['kind'].lower()}.apps/{ref['name']}" if ref else "<none>"
+
+
+def _revision(obj: dict, now: datetime) -> int:
+    return int(obj.get("revision") or 0)
+
+
 def _git_url(obj: dict, now: datetime) -> str:
     return (obj.get("spec") or {}).get("url", "")
 
@@ -199,6 +214,16 @@ _COLUMNS: dict[Kind, list[_Column]] = {
     REPLICASETS: [("Name", "string", _name), ("Desired", "integer", _desired),
                   ("Current", "integer", _field("replicas")), ("Ready", "integer", _field("readyReplicas")),
                   ("Age", "string", _age)],
+    # kubernetes/kubernetes pkg/printers/internalversion/printers.go: statefulSetColumnDefinitions,
+    # daemonSetColumnDefinitions, controllerRevisionColumnDefinitions (the non-wide columns).
+    STATEFULSETS: [("Name", "string", _name), ("Ready", "string", _deploy_ready), ("Age", "string", _age)],
+    DAEMONSETS: [("Name", "string", _name), ("Desired", "integer", _field("desiredNumberScheduled")),
+                 ("Current", "integer", _field("currentNumberScheduled")), ("Ready", "integer", _field("numberReady")),
+                 ("Up-to-date", "integer", _field("updatedNumberScheduled")),
+                 ("Available", "integer", _field("numberAvailable")), ("Node Selector", "string", _node_selector),
+                 ("Age", "string", _age)],
+    CONTROLLER_REVISIONS: [("Name", "string", _name), ("Controller", "string", _controller),
+                           ("Revision", "integer", _revision), ("Age", "string", _age)],
     GIT_REPOSITORIES: [("Name", "string", _name), ("URL", "string", _git_url), ("Age", "string", _age),
                        ("Ready", "string", _ready_condition("status")),
                        ("Status", "string", _ready_condition("message"))],

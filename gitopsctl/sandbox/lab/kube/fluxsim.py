@@ -31,7 +31,10 @@ from gitopsctl.sandbox.lab.kube import dryrun, kstatus
 from gitopsctl.sandbox.lab.kube.fluxstatus import (REQUESTED_AT, condition, drop_condition, format_duration, git,
                                                go_duration, local_repo, retry_reconciling, set_ready)
 from gitopsctl.sandbox.lab.kube.controllers import set_condition
-from gitopsctl.sandbox.lab.kube.store import DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS, Store, StoreError
+from gitopsctl.sandbox.lab.kube.store import (DAEMONSETS, DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS,
+                                              STATEFULSETS, Kind, Store, StoreError)
+
+_WORKLOADS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
 
 # kustomize-controller main.go: --requeue-dependency defaults to 30s.
 DEPENDENCY_REQUEUE_INTERVAL = 30.0
@@ -421,22 +424,24 @@ class KustomizeController:
                               "v": doc.get("apiVersion", "v1").split("/")[-1]})
             if doc.get("apiVersion") == "v1" and doc.get("kind") == "Service" and self.services is not None:
                 self.services.apply(ns, doc)
-            if doc.get("apiVersion") != "apps/v1" or doc.get("kind") != "Deployment":
+            workload = _WORKLOADS.get(doc.get("kind")) if doc.get("apiVersion") == "apps/v1" else None
+            if workload is None:
                 continue
             meta["namespace"] = ns
             labels = {**(meta.get("labels") or {}),
                       "kustomize.toolkit.fluxcd.io/name": ks["metadata"]["name"],
                       "kustomize.toolkit.fluxcd.io/namespace": ks["metadata"]["namespace"]}
             meta["labels"] = labels
-            self._apply_deployment(ns, meta["name"], doc)
-            applied.append((ns, meta["name"]))
+            self._apply_workload(workload, ns, meta["name"], doc)
+            if workload is DEPLOYMENTS:
+                applied.append((ns, meta["name"]))  # the health check has kstatus rules for these only
         old = {e["id"] for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []}
         if spec.get("prune"):
             for entry in old - {e["id"] for e in inventory}:
                 ns, name, group, kind = entry.split("_", 3)
-                if (group, kind) == ("apps", "Deployment"):
+                if group == "apps" and kind in _WORKLOADS:
                     try:
-                        self.store.delete(DEPLOYMENTS, ns, name)
+                        self.store.delete(_WORKLOADS[kind], ns, name)
                     except StoreError:
                         pass
 
@@ -446,14 +451,15 @@ class KustomizeController:
         self.store.mutate(KUSTOMIZATIONS, ks["metadata"]["namespace"], ks["metadata"]["name"], change)
         return applied
 
-    def _apply_deployment(self, ns: str, name: str, doc: dict) -> None:
+    def _apply_workload(self, workload: Kind, ns: str, name: str, doc: dict) -> None:
         spec = doc.get("spec") or {}
-        spec.setdefault("replicas", 1)
-        spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault("strategy", {"type": "RollingUpdate"})
-        current = self.store.find(DEPLOYMENTS, ns, name)
+        if workload is DEPLOYMENTS:
+            spec.setdefault("replicas", 1)
+            spec.setdefault("progressDeadlineSeconds", 600)
+            spec.setdefault("strategy", {"type": "RollingUpdate"})
+        current = self.store.find(workload, ns, name)
         if current is None:
-            self.store.create(DEPLOYMENTS, {"metadata": {k: v for k, v in doc["metadata"].items()
+            self.store.create(workload, {"metadata": {k: v for k, v in doc["metadata"].items()
                                                          if k in ("name", "namespace", "labels", "annotations")},
                                             "spec": spec})
             return
@@ -465,7 +471,7 @@ class KustomizeController:
                 obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
                                                   **doc["metadata"]["annotations"]}
 
-        self.store.mutate(DEPLOYMENTS, ns, name, change)
+        self.store.mutate(workload, ns, name, change)
 
 
 def _extract(archive: bytes, dest: Path) -> None:

@@ -151,9 +151,10 @@ class _Container:
 class PodWorker(threading.Thread):
     """Drives one pod: pulls, starts, probes and restarts its containers until the pod is deleted."""
 
-    def __init__(self, kubelet: "Kubelet", namespace: str, name: str, pod_ip: str):
+    def __init__(self, kubelet: "Kubelet", namespace: str, name: str, pod_ip: str, uid: str = ""):
         super().__init__(name=f"kubelet-{name}", daemon=True)
         self.kubelet, self.namespace, self.pod_name, self.pod_ip = kubelet, namespace, name, pod_ip
+        self.uid = uid  # the real kubelet keys its pod workers by UID (pkg/kubelet/pod_workers.go)
         self.containers: list[_Container] = []
         self._halt = threading.Event()
         self._seq = 0
@@ -507,6 +508,9 @@ class Kubelet:
         for pod in pods:
             key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
             live.add(key)
+            worker = self.workers.get(key)
+            if worker is not None and not worker.is_alive() and worker.uid != pod["metadata"].get("uid"):
+                del self.workers[key]  # a new pod under a gone pod's name (a StatefulSet's): its own worker
             if key not in self.workers:
                 if terminating(pod):
                     try:
@@ -514,7 +518,7 @@ class Kubelet:
                     except Exception:  # noqa: BLE001
                         pass
                     continue
-                worker = PodWorker(self, key[0], key[1], self._allocate_ip())
+                worker = PodWorker(self, key[0], key[1], self._allocate_ip(), pod["metadata"].get("uid", ""))
                 self.workers[key] = worker
                 worker.start()
         for key in [k for k, w in self.workers.items() if k not in live and not w.is_alive()]:

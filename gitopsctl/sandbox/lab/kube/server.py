@@ -580,6 +580,14 @@ class _Handler(BaseHTTPRequestHandler):
             items, cursor = store.list(kind, namespace, selector)
             for obj in items:
                 send("ADDED", obj)
+            if query.get("sendInitialEvents") == "true":
+                # A watch list (client-go's WatchListClient, what kubectl 1.3x's informers send)
+                # waits for the bookmark that ends the initial events (KEP-3157;
+                # k8s.io/apiserver pkg/storage/cacher: annotation k8s.io/initial-events-end).
+                self._chunk({"type": "BOOKMARK", "object": {
+                    "apiVersion": kind.api_version, "kind": kind.kind,
+                    "metadata": {"resourceVersion": str(cursor),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}}}})
         else:
             cursor = int(requested) if requested.isdigit() else 0
             if api.faults.take_expiry():

@@ -21,6 +21,7 @@ from gitopsctl.sandbox.lab.kube.kubelet import Kubelet
 from gitopsctl.sandbox.lab.kube.proxy import ServiceProxy
 from gitopsctl.sandbox.lab.kube.sourcectl import SourceController
 from gitopsctl.sandbox.lab.kube.store import Store
+from gitopsctl.sandbox.lab.kube.workloads import WorkloadControllers
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class ClusterSimulator:
         self.deployments = DeploymentController(store)
         self.replicasets = ReplicaSetController(store)
         self.errors: list[str] = []  # controller and kubelet failures; tests assert it stays empty
+        self.workloads = WorkloadControllers(store, errors=self.errors)  # StatefulSets, DaemonSets
         self.kubelet = (Kubelet(store, docker_client, sim_id=self.sim_id, pod_network=network,
                                 registry_auth=registry_auth, restart_backoff=restart_backoff,
                                 max_backoff=max_backoff, errors=self.errors) if docker_client is not None else None)
@@ -81,7 +83,7 @@ class ClusterSimulator:
 
     def start(self) -> "ClusterSimulator":
         flux = [self.source.tick, self.kustomize.tick]
-        manager = [self.deployments.tick, self.replicasets.tick]
+        manager = [self.deployments.tick, self.replicasets.tick, self.workloads.tick]
         if self.kubelet is not None:
             manager.append(self.kubelet.tick)
         for name, ticks in (("flux", flux), ("controller-manager", manager)):

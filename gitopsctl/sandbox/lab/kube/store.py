@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from gitopsctl.harness.kube.selectors import Selector
+from gitopsctl.sandbox.lab.kube.selectors import Selector
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,50 @@ class Kind:
 
 DEPLOYMENTS = Kind("apps", "v1", "deployments", "Deployment")
 REPLICASETS = Kind("apps", "v1", "replicasets", "ReplicaSet")
+STATEFULSETS = Kind("apps", "v1", "statefulsets", "StatefulSet")
+DAEMONSETS = Kind("apps", "v1", "daemonsets", "DaemonSet")
+CONTROLLER_REVISIONS = Kind("apps", "v1", "controllerrevisions", "ControllerRevision")
 PODS = Kind("", "v1", "pods", "Pod")
 GIT_REPOSITORIES = Kind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository")
 KUSTOMIZATIONS = Kind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization")
-KINDS = (DEPLOYMENTS, REPLICASETS, PODS, GIT_REPOSITORIES, KUSTOMIZATIONS)
+KINDS = (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLER_REVISIONS, PODS, GIT_REPOSITORIES,
+         KUSTOMIZATIONS)
+
+
+def _default_statefulset(spec: dict) -> None:
+    # kubernetes/kubernetes pkg/apis/apps/v1/defaults.go SetDefaults_StatefulSet: clients (kubectl
+    # rollout status among them) read these fields as the server fills them in.
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    strategy = spec.setdefault("updateStrategy", {})
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+        strategy.setdefault("rollingUpdate", {})
+    if strategy["type"] == "RollingUpdate" and isinstance(strategy.get("rollingUpdate"), dict):
+        strategy["rollingUpdate"].setdefault("partition", 0)
+    spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+
+
+def _default_daemonset(spec: dict) -> None:
+    # The same file's SetDefaults_DaemonSet.
+    strategy = spec.setdefault("updateStrategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+
+
+_DEFAULTS = {STATEFULSETS: _default_statefulset, DAEMONSETS: _default_daemonset}
+
+
+def apply_defaults(kind: Kind, obj: dict) -> None:
+    """API defaulting of a written object's spec, as the server does before it stores one."""
+    default = _DEFAULTS.get(kind)
+    if default is not None and isinstance(obj.get("spec"), dict):
+        default(obj["spec"])
 
 
 def kind_for(group: str, version: str, plural: str) -> Kind | None:
@@ -147,6 +187,7 @@ class Store:
             if (kind, ns, name) in self._objects:
                 raise StoreError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists')
             obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+            apply_defaults(kind, obj)
             meta.update(namespace=ns, uid=str(uuid.uuid4()), generation=1,
                         creationTimestamp=now_rfc3339())
             return self._write(kind, ns, name, obj, "ADDED")
@@ -222,6 +263,7 @@ class Store:
         for field in ("uid", "namespace", "name", "creationTimestamp"):
             new.setdefault("metadata", {})[field] = old["metadata"][field]
         new["apiVersion"], new["kind"] = kind.api_version, kind.kind
+        apply_defaults(kind, new)
         compare_old = {k: v for k, v in old.items() if k != "metadata"}
         compare_new = {k: v for k, v in new.items() if k != "metadata"}
         meta_old = {k: v for k, v in old["metadata"].items() if k not in ("resourceVersion", "generation")}
