@@ -106,7 +106,7 @@ def bump_once(root: Path, run: int) -> tuple[float, float, str]:
 def in_process(root: Path, runs: int) -> float:
     """Median seconds of the bump itself (no interpreter or CLI start-up), for comparison."""
     from gitopsctl.commands import Context
-    from gitopsctl.commands.bump import bump
+    from gitopsctl.bumping import bump
 
     ctx = Context(repo=root, config_path=root / "gitopsctl.yaml", environ={})
     times = []

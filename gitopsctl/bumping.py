@@ -130,7 +130,7 @@ def bump(ctx, *, paths: Sequence[Path] = (), policies: Sequence[str] = (),
         if source_sha is None:  # like build and stage: the checked-out commit
             from gitopsctl import repo
 
-            source_sha = repo.head(root)
+            source_sha = repo.resolve_source(root, None)
             notes.append(f"--source not given: using HEAD {source_sha[:7]}")
         bumps = _pipeline_bumps(config, services, source_sha, notes, ctx.environ, allow_unbuilt,
                                 offline=dry_run)
@@ -286,7 +286,7 @@ def _file_plan(path: Path, text: str) -> setters.FilePlan:
 
 def _check_superseded(root: Path, bumps: Sequence[Bump], revs: Sequence[str] = ("HEAD",)) -> None:
     """Superseded when a bump's source is an ancestor of the source live at any of `revs`."""
-    from gitopsctl.deploys import ensure_not_superseded, read_state
+    from gitopsctl.deploy.state import ensure_not_superseded, read_state
 
     for bump in bumps:
         if not bump.source or not bump.service:
@@ -297,7 +297,7 @@ def _check_superseded(root: Path, bumps: Sequence[Bump], revs: Sequence[str] = (
 
 def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) -> None:
     from gitopsctl import repo
-    from gitopsctl.deploys import commit_author, deploy_message
+    from gitopsctl.deploy.state import commit_author, deploy_message
 
     touched = sorted({_display(p, root) for b in result.bumps for p in b.new_texts})
     dirty = repo.changed_paths(root, touched)
@@ -330,7 +330,7 @@ def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) ->
         for bump in result.bumps:
             if bump.commit:
                 repo.reset_last_commit(root)
-        repo.fast_forward(root, config.git.remote, config.git.branch)
+        repo.fast_forward(root, repo.remote_ref(config))
         for bump in result.bumps:
             bump.changes, bump.skipped, bump.new_texts, bump.markers_seen = [], [], {}, 0
             bump.commit = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from gitopsctl.commands.seal import read_input_file, read_manifest
+from gitopsctl.sealed.inputs import read_input_file, read_manifest
 
 
 @dataclass

@@ -14,13 +14,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gitopsctl import repo as gitrepo
-from gitopsctl.deploys import DeployState, commit_author, read_state
 from gitopsctl.deploy.converge import converge_all
-from gitopsctl.deploys_git import remote_ref
+from gitopsctl.deploy.state import DeployState, commit_author, read_state
 from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded,
                               UsageError)
 from gitopsctl.health import HealthReport
-from gitopsctl.targets.factory import load_target_clients
 
 _EVIDENCE_LINES = 25
 _EVIDENCE_WIDTH = 240
@@ -103,19 +101,20 @@ class RollbackResult:
             console.print(f"  note: {note}", markup=False)
 
 
-def rollback(ctx, *, to: str | None = None, source: str | None = None, reason: str | None = None,
-             dry_run: bool = False, verify: bool = True) -> RollbackResult:
-    """A manual rollback (reason defaults to 'manual rollback')."""
+def rollback(ctx, targets: Any, *, to: str | None = None, source: str | None = None,
+             reason: str | None = None, dry_run: bool = False,
+             verify: bool = True) -> RollbackResult:
+    """A manual rollback (reason defaults to 'manual rollback') onto `targets` (a TargetSet)."""
     failure = None
     if reason:
         failure = Failure(service="-", target="-", message=reason)
-    return perform(ctx, to=to, source=source, failure=failure, dry_run=dry_run, verify=verify,
+    return perform(ctx, targets, to=to, source=source, failure=failure, dry_run=dry_run, verify=verify,
                    manual_reason=reason or "manual rollback")
 
 
-def perform(ctx, *, to: str | None = None, source: str | None = None, failure: Failure | None = None,
-            dry_run: bool = False, verify: bool = True, manual_reason: str = "manual rollback",
-            started: float | None = None) -> RollbackResult:
+def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = None,
+            failure: Failure | None = None, dry_run: bool = False, verify: bool = True,
+            manual_reason: str = "manual rollback", started: float | None = None) -> RollbackResult:
     """Revert a deploy in one commit built on the remote tip, push it, verify.
 
     Idempotent: what is already reverted is read from git, so a rerun (same or fresh
@@ -129,9 +128,8 @@ def perform(ctx, *, to: str | None = None, source: str | None = None, failure: F
     if to and source:
         raise UsageError("--to and --source cannot be combined",
                          hint="--source SHA undoes that deploy; --to SHA returns to the deploy of SHA")
-    gitrepo.fetch(root, config.git.remote, config.git.branch,
-                  meanwhile=lambda: load_target_clients(config))
-    state = read_state(root, remote_ref(config))
+    gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
+    state = read_state(root, gitrepo.remote_ref(config))
     if to:
         to = gitrepo.resolve_source(root, to)
     elif source:
@@ -169,7 +167,9 @@ def perform(ctx, *, to: str | None = None, source: str | None = None, failure: F
         gitrepo.follow_remote(root, config.git.remote, config.git.branch)
 
     if verify:
-        result.verification = converge_all(ctx, gitrepo.resolve_commit(root, remote_ref(config)))
+        revision = gitrepo.resolve_commit(root, gitrepo.remote_ref(config))
+        result.verification = converge_all(targets, config.stage.order, revision,
+                                           config.timeouts.failure, rep)
         result.verified = all(r.healthy for r in result.verification)
         result.exit_code = EXIT_ROLLED_BACK if result.verified else EXIT_HUMAN_NEEDED
         if not result.verified:
@@ -231,7 +231,7 @@ def _revert_and_push(ctx, result: RollbackResult, source: str | None, commits: l
     if pushed is None:
         result.already = True
         result.notes.append("another run pushed this rollback first")
-        result.commit = read_state(root, remote_ref(config)).newest_record().commit
+        result.commit = read_state(root, gitrepo.remote_ref(config)).newest_record().commit
     else:
         result.commit = pushed
         rep.success(f"revert {pushed[:7]} pushed after {time.monotonic() - t0:.1f}s")
@@ -319,22 +319,7 @@ def _message(config, source: str | None, commits: list, failure: Failure | None,
 
 
 def _suspend_automation(ctx, tip: str) -> dict[str, tuple[str, bytes]]:
-    """The edit suspending Flux image automation at `tip`, so nothing undoes the rollback."""
-    kube = ctx.config.targets.kubernetes
-    ref = kube.image_update_automation if kube else None
-    if ref is None:
-        return {}
-    from gitopsctl import automation
+    """The edits suspending Flux image automation at `tip`, so nothing undoes the rollback."""
+    from gitopsctl.deploy import automation
 
-    found = automation.find_at(ctx.repo, tip, ref.name, ref.namespace)
-    if found is None:
-        ctx.reporter.warning(f"ImageUpdateAutomation {ref.namespace}/{ref.name} not found at "
-                             f"{tip[:7]}; it cannot be suspended")
-        return {}
-    manifest, mode, text = found
-    new_text = automation.suspended_text(text, manifest, True)
-    if new_text == text:
-        return {}
-    ctx.reporter.action(f"suspending image automation {ref.namespace}/{ref.name} "
-                        "so nothing undoes the rollback")
-    return {str(manifest.path): (mode, new_text.encode("utf-8"))}
+    return automation.suspend_edits(ctx.config, ctx.repo, tip, ctx.reporter)

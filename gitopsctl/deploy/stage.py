@@ -1,124 +1,59 @@
-"""Stage: services in order, each live and healthy before the next; on failure roll back all.
+"""Stage: service groups in order, each live and healthy before the next; on failure roll back all.
 
 1. Plan every edit of every service from the remote tip (deploy/plan.py). A plan that
    cannot be made stops here: exit 2, nothing pushed, nothing live changed.
-2. Per service: a deploy commit built off the working tree and pushed, then apply and
-   wait healthy; the stage delay and one more look between services.
+2. Per group (config stage.groups; one service each unless grouped): one deploy commit
+   per service pushed back to back, so git keeps a record per service; then each
+   distinct target of the group applied once at the tip, and every service of the group
+   waited healthy. The stage delay and one more look only between groups.
 3. Once anything of this source is on the remote, every later failure (a push refused,
-   a broken file, a target, health, a bug) ends in the rollback of all of it.
+   a broken file, a target, health, a bug) ends in the rollback of all of it, every
+   group, in one revert commit.
 
 Resumable: decisions come from git (deploy and rollback commits on the remote branch)
 and from the targets, so running the same command again after a kill finishes the
 deploy or the rollback without writing a second commit.
+
+Targets come in as a TargetSet (gitopsctl.targets); nothing here builds one.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from gitopsctl import failpoints
 from gitopsctl import repo as gitrepo
-from gitopsctl.deploy.converge import apply_and_wait, check_once, target_of
+from gitopsctl.deploy.converge import apply_and_wait, check_once
 from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
 from gitopsctl.deploy.rollback import Failure, perform
-from gitopsctl.deploys import commit_author, deploy_message, ensure_not_superseded, read_state
-from gitopsctl.deploys_git import remote_ref
+from gitopsctl.deploy.state import commit_author, deploy_message, ensure_not_superseded, read_state
+from gitopsctl.deploy.steps import StageResult, Step, Timed
 from gitopsctl.errors import EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
 from gitopsctl.health import HealthReport
-from gitopsctl.targets.factory import load_target_clients
 
 EXIT_INTERNAL = 70
 
-
-@dataclass
-class Step:
-    name: str
-    status: str = "running"     # ok | failed | resumed | skipped | superseded
-    elapsed: float = 0.0
-    detail: str = ""
-    data: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "elapsed_seconds": round(self.elapsed, 3),
-                "detail": self.detail, **({"data": self.data} if self.data else {})}
+__all__ = ["StageResult", "Step", "stage"]
 
 
-@dataclass
-class StageResult:
-    source: str
-    outcome: str = "deploying"   # deployed | rolled-back | rollback-failed | superseded | failed
-    steps: list[Step] = field(default_factory=list)
-    commits: list[str] = field(default_factory=list)
-    plan: list[ServicePlan] = field(default_factory=list)
-    rollback: Any = None
-    error: dict | None = None
-    elapsed: float = 0.0
-    exit_code: int = EXIT_OK
-    service: str = "-"           # the service being deployed when something failed
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "outcome": self.outcome,
-                "elapsed_seconds": round(self.elapsed, 3), "commits": self.commits,
-                "plan": [p.to_dict() for p in self.plan],
-                "steps": [s.to_dict() for s in self.steps],
-                "rollback": self.rollback.to_dict() if self.rollback else None,
-                "error": self.error, "exit_code": self.exit_code}
-
-    def render_text(self, console: Any) -> None:
-        console.print(f"stage {self.source[:7]}: {self.outcome} in {self.elapsed:.1f}s", markup=False)
-        for step in self.steps:
-            console.print(f"  {step.status:<8} {step.name:<28} {step.elapsed:6.1f}s  {step.detail}",
-                          markup=False)
-        if self.error:
-            console.print(f"  error: {self.error.get('message')}", markup=False)
-            if self.error.get("hint"):
-                console.print(f"  hint: {self.error['hint']}", markup=False)
-        if self.rollback is not None:
-            self.rollback.render_text(console)
-
-
-class _Timed:
-    """Times one step and records how it ended, whatever way that is."""
-
-    def __init__(self, result: StageResult, name: str):
-        self.step = Step(name)
-        result.steps.append(self.step)
-
-    def __enter__(self) -> Step:
-        self._start = time.monotonic()
-        return self.step
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.step.elapsed = time.monotonic() - self._start
-        if self.step.status != "running":
-            return
-        if isinstance(exc, Superseded):
-            self.step.status, self.step.detail = "superseded", exc.message
-        elif exc is not None:
-            self.step.status = "failed"
-            self.step.detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        else:
-            self.step.status = "ok"
-
-
-def stage(ctx, *, source: str | None = None, delay: float | None = None,
+def stage(ctx, targets: Any, *, source: str | None = None, delay: float | None = None,
           timeout: float | None = None, allow_unbuilt: bool = False) -> StageResult:
+    """Deploy `source` group by group onto `targets` (a TargetSet); roll back all on failure."""
     t0 = time.monotonic()
     result = StageResult(source=source or "HEAD")
     try:
-        return _stage(ctx, result, source, delay, timeout, allow_unbuilt, t0)
+        return _stage(ctx, targets, result, source, delay, timeout, allow_unbuilt, t0)
     except Superseded as exc:
         # A newer pipeline deployed while this one ran: it owns the deploy now.
         return _superseded(result, exc, t0, ctx.reporter)
     except Exception as exc:  # noqa: BLE001 - any failure after a push must still roll back
         if not result.commits:
             return _failed_before_push(ctx, result, exc, t0)
-        return _finish(ctx, result, t0, _failure_from(ctx, result, exc))
+        return _finish(ctx, targets, result, t0, _failure_from(ctx, result, exc))
 
 
-def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
+def _stage(ctx, targets, result: StageResult, source: str | None, delay: float | None,
            timeout: float | None, allow_unbuilt: bool, t0: float) -> StageResult:
     config = ctx.config
     root = ctx.repo
@@ -126,12 +61,12 @@ def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
     source = result.source = gitrepo.resolve_source(root, source)
     delay = config.stage.delay if delay is None else delay
     timeout = config.timeouts.failure if timeout is None else timeout
-    order = list(config.stage.order)
-    rep.action(f"stage {source[:7]}: {' → '.join(order)}")
+    groups = config.stage.groups
+    order = config.stage.order
+    rep.action(f"stage {source[:7]}: {' → '.join(' + '.join(g) for g in groups)}")
 
-    with _Timed(result, "sync with remote") as step:
-        tip = gitrepo.fetch(root, config.git.remote, config.git.branch,
-                            meanwhile=lambda: load_target_clients(config))
+    with Timed(result, "sync with remote") as step:
+        tip = gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
         step.detail = f"{config.git.remote}/{config.git.branch} at {tip[:7]}"
     state = read_state(root, tip)
     # What an earlier run of this source already pushed counts as pushed by this one.
@@ -143,26 +78,26 @@ def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
         # rollback (a kill may have stopped it before verification) rather than redeploy.
         rep.warning(f"{source[:7]} was already rolled back by {previous.commit[:7]}; "
                     "finishing that rollback")
-        return _finish(ctx, result, t0, Failure(service="-", target="-",
-                                                message=previous.reason or "earlier failure"))
+        return _finish(ctx, targets, result, t0, Failure(
+            service="-", target="-", message=previous.reason or "earlier failure"))
     ensure_not_superseded(root, state, source, order)
 
-    with _Timed(result, "plan") as step:
+    with Timed(result, "plan") as step:
         result.plan = plan_stage(root, config, tip, source, order, environ=ctx.environ,
                                  allow_unbuilt=allow_unbuilt)
         step.detail = "; ".join(f"{p.service}: {len(p.changes)} edit(s) in {len(p.files)} file(s)"
                                 for p in result.plan)
+    plans = {p.service: p for p in result.plan}
 
-    for index, plan in enumerate(result.plan):
-        result.service = plan.service
-        failure = _deploy_service(ctx, result, plan, source, timeout, t0)
-        if failure is None and index < len(order) - 1 and delay > 0:
-            failure = _soak(ctx, result, plan.service, delay)
+    for index, group in enumerate(groups):
+        failure = _deploy_group(ctx, targets, result, [plans[s] for s in group], source, timeout, t0)
+        if failure is None and index < len(groups) - 1 and delay > 0:
+            failure = _soak(ctx, targets, result, group, delay)
         if failure is not None:
-            return _finish(ctx, result, t0, failure)
+            return _finish(ctx, targets, result, t0, failure)
     result.service = "-"
 
-    with _Timed(result, "resume image automation") as step:
+    with Timed(result, "resume image automation") as step:
         step.detail = _resume_automation(ctx, source) or "nothing suspended"
     result.outcome = "deployed"
     result.exit_code = EXIT_OK
@@ -171,13 +106,38 @@ def _stage(ctx, result: StageResult, source: str | None, delay: float | None,
     return result
 
 
-def _deploy_service(ctx, result: StageResult, plan: ServicePlan, source: str, timeout: float,
-                    t0: float) -> Failure | None:
+def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan], source: str,
+                  timeout: float, t0: float) -> Failure | None:
+    """Push the group's deploy commits, then apply its targets once at the tip and wait."""
+    config = ctx.config
+    root = ctx.repo
+    for plan in plans:
+        result.service = plan.service
+        _push_deploy(ctx, result, plan, source)
+    gitrepo.follow_remote(root, config.git.remote, config.git.branch)
+    revision = gitrepo.resolve_commit(root, gitrepo.remote_ref(config))
+    applied: set[str] = set()
+    bystanders: list[Failure] = []
+    for plan in plans:
+        result.service = plan.service
+        failure = _wait_service(ctx, targets, result, plan.service, revision, timeout, applied, t0)
+        if failure is None:
+            continue
+        if failure.report is None or failure.report.failed_check is not None:
+            failure.message = "; ".join(f"also unhealthy: {b.reason}" for b in bystanders)
+            return failure  # its own evidence: fail fast
+        # Unhealthy with every check of its own passing: a target shared with a service
+        # still to come failed (one compose up for all). Blame the one with the evidence.
+        bystanders.append(failure)
+    return bystanders[0] if bystanders else None
+
+
+def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> None:
     config = ctx.config
     root = ctx.repo
     rep = ctx.reporter
     service = plan.service
-    with _Timed(result, f"bump {service}") as step:
+    with Timed(result, f"bump {service}") as step:
         outcome = {"resumed": None}
 
         def build(tip: str) -> str | None:
@@ -209,13 +169,15 @@ def _deploy_service(ctx, result: StageResult, plan: ServicePlan, source: str, ti
                 result.commits.append(outcome["resumed"])
         else:
             step.detail = "no change: the image was already in git"
-    gitrepo.follow_remote(root, config.git.remote, config.git.branch)
-    revision = gitrepo.resolve_commit(root, remote_ref(config))
-    target = target_of(ctx, service)
-    with _Timed(result, f"{service} healthy") as step:
+
+
+def _wait_service(ctx, targets, result: StageResult, service: str, revision: str, timeout: float,
+                  applied: set[str], t0: float) -> Failure | None:
+    rep = ctx.reporter
+    with Timed(result, f"{service} healthy") as step:
         rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
                     f"(deadline {timeout:.0f}s)")
-        report = apply_and_wait(target, service, revision, time.monotonic() + timeout)
+        report = apply_and_wait(targets, service, revision, time.monotonic() + timeout, applied)
         step.data = report.to_dict()
         if report.healthy:
             rep.success(f"{service} healthy, {time.monotonic() - t0:.1f}s into the stage")
@@ -225,35 +187,37 @@ def _deploy_service(ctx, result: StageResult, plan: ServicePlan, source: str, ti
         step.detail = report.reason
         step.elapsed = report.elapsed
         rep.failure(f"{service}: {report.reason}")
-        return _failure(service, config, report, result)
+        return _failure(service, ctx.config, report, result)
 
 
-def _soak(ctx, result: StageResult, service: str, delay: float) -> Failure | None:
+def _soak(ctx, targets, result: StageResult, group: Sequence[str], delay: float) -> Failure | None:
     rep = ctx.reporter
-    with _Timed(result, "stage delay") as step:
+    with Timed(result, "stage delay") as step:
         end = time.monotonic() + delay
-        with rep.status(f"stage delay: {delay:.0f}s before the next service") as status:
+        with rep.status(f"stage delay: {delay:.0f}s before the next group") as status:
             while (left := end - time.monotonic()) > 0:
                 status.update(f"stage delay: {left:.0f}s left")
                 time.sleep(min(1.0, left))
         step.detail = f"{delay:.0f}s"
-    with _Timed(result, f"{service} still healthy") as step:
-        report = check_once(ctx, service)
-        step.data = report.to_dict()
-        if report.healthy:
-            step.detail = "healthy"
-            return None
-        step.status = "failed"
-        step.detail = report.reason
-        rep.failure(f"{service} became unhealthy during the stage delay: {report.reason}")
-        failure = _failure(service, ctx.config, report, result)
-        failure.message = f"unhealthy after the stage delay: {report.reason}"
-        return failure
+    for service in group:
+        with Timed(result, f"{service} still healthy") as step:
+            report = check_once(targets, service)
+            step.data = report.to_dict()
+            if report.healthy:
+                step.detail = "healthy"
+                continue
+            step.status = "failed"
+            step.detail = report.reason
+            rep.failure(f"{service} became unhealthy during the stage delay: {report.reason}")
+            failure = _failure(service, ctx.config, report, result)
+            failure.message = f"unhealthy after the stage delay: {report.reason}"
+            return failure
+    return None
 
 
 def _failure(service: str, config, report: HealthReport, result: StageResult) -> Failure:
     return Failure(service=service, target=config.service(service).target,
-                   report=report, timings=_timings(result))
+                   report=report, timings=result.timings())
 
 
 def _failure_from(ctx, result: StageResult, exc: Exception) -> Failure:
@@ -267,12 +231,7 @@ def _failure_from(ctx, result: StageResult, exc: Exception) -> Failure:
         except GitopsctlError:
             pass
     return Failure(service=result.service, target=target, message=message,
-                   timings=_timings(result))
-
-
-def _timings(result: StageResult) -> dict[str, float]:
-    """How long each step that ran took, for the rollback commit's record."""
-    return {s.name: s.elapsed for s in result.steps if s.status in ("ok", "resumed", "failed")}
+                   timings=result.timings())
 
 
 def _failed_before_push(ctx, result: StageResult, exc: Exception, t0: float) -> StageResult:
@@ -304,11 +263,11 @@ def _superseded(result: StageResult, exc: Superseded, t0: float, rep) -> StageRe
     return result
 
 
-def _finish(ctx, result: StageResult, t0: float, failure: Failure) -> StageResult:
+def _finish(ctx, targets, result: StageResult, t0: float, failure: Failure) -> StageResult:
     failpoints.reached("failure-verdict")
-    with _Timed(result, "rollback") as step:
+    with Timed(result, "rollback") as step:
         try:
-            outcome = perform(ctx, source=result.source, failure=failure, started=t0)
+            outcome = perform(ctx, targets, source=result.source, failure=failure, started=t0)
         except Superseded as exc:
             step.status = "skipped"
             return _superseded(result, exc, t0, ctx.reporter)
@@ -333,25 +292,23 @@ def _finish(ctx, result: StageResult, t0: float, failure: Failure) -> StageResul
 
 
 def _resume_automation(ctx, source: str) -> str | None:
-    kube = ctx.config.targets.kubernetes
-    ref = kube.image_update_automation if kube else None
-    if ref is None:
-        return None
-    from gitopsctl import automation
+    """After a good stage, hand the image fields back to every automation a rollback suspended."""
+    from gitopsctl.deploy import automation
 
     config = ctx.config
-    message = gitrepo.format_message(
-        f"chore: resume image automation after deploy of {source[:7]} {config.git.skip_marker}",
-        [("Gitopsctl-Resume-Automation", f"{ref.namespace}/{ref.name}")])
+    if not automation.configured(config):
+        return None
+    done: list[str] = []
 
     def build(tip: str) -> str | None:
-        found = automation.find_at(ctx.repo, tip, ref.name, ref.namespace)
-        if found is None or not found[0].suspended:
+        edits, names, _ = automation.set_all(config, ctx.repo, tip, False)
+        if not edits:
             return None
-        manifest, mode, text = found
-        new_text = automation.suspended_text(text, manifest, False)
-        return gitrepo.commit_files(ctx.repo, tip, {str(manifest.path): (mode, new_text.encode())},
-                                    message, commit_author(config))
+        done[:] = names
+        message = gitrepo.format_message(
+            f"chore: resume image automation after deploy of {source[:7]} {config.git.skip_marker}",
+            [("Gitopsctl-Resume-Automation", name) for name in names])
+        return gitrepo.commit_files(ctx.repo, tip, edits, message, commit_author(config))
 
     pushed, _ = gitrepo.push_built(ctx.repo, config.git.remote, config.git.branch, build,
                                    retries=config.git.push_retries, progress=ctx.reporter.waiting,
@@ -359,4 +316,4 @@ def _resume_automation(ctx, source: str) -> str | None:
     if pushed is None:
         return None
     gitrepo.follow_remote(ctx.repo, config.git.remote, config.git.branch)
-    return f"resumed {ref.namespace}/{ref.name} in {pushed[:7]}"
+    return f"resumed {', '.join(done)} in {pushed[:7]}"

@@ -1,4 +1,4 @@
-"""gitopsctl sandbox demo|up|down: the whole homelab on this machine.
+"""The sandbox command: demo, up and down of the whole homelab on this machine.
 
 demo  starts the lab in a fresh directory, plays three pipelines (a good commit, a
       frontend that crashes, a backend that fails its health check), prints the git

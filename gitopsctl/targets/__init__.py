@@ -1,17 +1,33 @@
-"""Where services run. Every target speaks the same small protocol.
+"""Where services run. The deploy engine reaches every target through these two protocols.
 
-apply(revision)        make the target move to the pushed deploy commit `revision`
-                       (Flux reconcile, or remote `gitopsctl sync --revision`)
-wait_healthy(deadline) follow the rollout until healthy, failing fast on crash loops;
-                       `deadline` is a time.monotonic() value; returns a HealthReport
-check_health()         one look at current health without waiting (status, verify)
+A Target follows one service where it runs:
+
+apply(revision, deadline)        make the service's target move to the pushed commit
+                                 `revision` (Flux reconcile, or remote `gitopsctl sync
+                                 --revision`); it converges every service on that target
+wait_healthy(revision, deadline) follow the rollout until healthy, failing fast on crash
+                                 loops; returns a HealthReport
+check_health()                   one look at current health without waiting (status, the
+                                 stage's "still healthy")
+observe(deadline, mismatch)      read-only watch until healthy or the deadline (verify);
+                                 `mismatch(revision)` says why a revision the target runs is
+                                 not what git says is live, None when it is
+
+`deadline` is always a time.monotonic() value.
+
+A TargetSet hands the engine the Target of each service and says which services share a
+target (by the target's name in gitopsctl.yaml): the engine applies each target once per
+revision and waits on each service. Production builds it from the config
+(targets/factory.py); unit tests pass in-memory ones.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Optional, Protocol
 
 from gitopsctl.health import HealthReport
+
+Mismatch = Callable[[str], Optional[str]]
 
 
 class Target(Protocol):
@@ -22,3 +38,19 @@ class Target(Protocol):
     def wait_healthy(self, revision: str, deadline: float) -> HealthReport: ...
 
     def check_health(self) -> HealthReport: ...
+
+    def observe(self, deadline: float, mismatch: Mismatch | None = None) -> HealthReport: ...
+
+
+class TargetSet(Protocol):
+    def target_name(self, service: str) -> str:
+        """The name of the target `service` runs on; services sharing it are applied once."""
+        ...
+
+    def for_service(self, service: str) -> Target:
+        """The Target following `service`; raises GitopsctlError when it cannot be built."""
+        ...
+
+    def prepare(self) -> None:
+        """Load what the targets need ahead of use (it may run while git fetches)."""
+        ...

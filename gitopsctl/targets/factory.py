@@ -1,4 +1,10 @@
-"""Pick the Target implementation a service's config names."""
+"""The production TargetSet: the targets gitopsctl.yaml names, built on first use.
+
+One Target per service. The services of one VM target share one VMTarget: its sync
+converges every compose service it owns at once, so applying one of them runs the sync
+and the others read their part of that run. On a Kubernetes target each service's Target
+follows that service's workloads; Flux's objects are the target's.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,50 @@ from typing import Any, Callable, Mapping
 from gitopsctl.targets import Target
 
 
-def target_for(config: Any, service: str, *, environ: Mapping[str, str] | None = None,
-               progress: Callable[[str], None] | None = None, reporter: Any = None,
-               repo_path: Path | None = None) -> Target:
-    kind = config.service(service).target
-    if kind == "kubernetes":
-        from gitopsctl.targets.kubernetes import KubeTarget
+class ConfiguredTargets:
+    """TargetSet over a loaded config (see gitopsctl.targets)."""
 
-        contains = _contains(config, repo_path) if repo_path is not None else None
-        return KubeTarget.from_config(config, service, progress=progress, environ=environ,
-                                      contains=contains)
-    from gitopsctl.targets.vm import VMTarget
+    def __init__(self, config: Any, *, environ: Mapping[str, str] | None = None,
+                 progress: Callable[[str], None] | None = None, reporter: Any = None,
+                 repo_path: Path | None = None):
+        self.config = config
+        self.environ = environ
+        self.progress = progress
+        self.reporter = reporter
+        self.repo_path = repo_path
+        self._built: dict[str, Target] = {}      # by service
+        self._vms: dict[str, Any] = {}           # VMTarget by target name, shared by its services
 
-    return VMTarget(config, environ=environ, reporter=reporter)
+    def target_name(self, service: str) -> str:
+        return self.config.service(service).target
+
+    def for_service(self, service: str) -> Target:
+        if service not in self._built:
+            self._built[service] = self._build(self.target_name(service), service)
+        return self._built[service]
+
+    def prepare(self) -> None:
+        load_target_clients(self.config)
+
+    def _build(self, name: str, service: str) -> Target:
+        if self.config.target(name).kind == "kubernetes":
+            from gitopsctl.targets.kubernetes import KubeTarget
+
+            contains = _contains(self.config, self.repo_path) if self.repo_path is not None else None
+            return KubeTarget.from_config(self.config, service, progress=self.progress,
+                                          environ=self.environ, contains=contains)
+        if name not in self._vms:
+            from gitopsctl.targets.vm import VMTarget
+
+            self._vms[name] = VMTarget(self.config, name, environ=self.environ,
+                                       reporter=self.reporter)
+        return self._vms[name].for_service(service)
+
+
+def production_targets(ctx: Any) -> ConfiguredTargets:
+    """What the commands pass to the engine: the config's targets, reporting through ctx."""
+    return ConfiguredTargets(ctx.config, environ=ctx.environ, progress=ctx.reporter.debug,
+                             reporter=ctx.reporter, repo_path=ctx.repo)
 
 
 def load_target_clients(config: Any) -> None:
@@ -28,10 +65,10 @@ def load_target_clients(config: Any) -> None:
     alone can take a second or two to load, which would otherwise sit between pushing a
     deploy commit and asking Flux about it."""
     try:
-        if config.targets.kubernetes is not None:
+        if config.targets_of_kind("kubernetes"):
             import kubernetes.client  # noqa: F401
             import kubernetes.config  # noqa: F401
-        if config.targets.vm is not None:
+        if config.targets_of_kind("vm"):
             import fabric  # noqa: F401
     except ImportError:
         pass  # the import where the client is used reports it with its context

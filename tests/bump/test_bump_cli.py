@@ -87,7 +87,7 @@ def test_dry_run_writes_nothing_and_json_lists_the_changes(tmp_path):
 
 def test_invalid_reference_is_exit_2_and_nothing_is_written(tmp_path):
     from gitopsctl.commands import Context
-    from gitopsctl.commands.bump import bump
+    from gitopsctl.bumping import bump
     from gitopsctl.errors import GitopsctlError
 
     apps = tree(tmp_path)

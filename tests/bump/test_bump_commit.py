@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from gitopsctl.deploys import read_state
+from gitopsctl.deploy.state import read_state
 
 from gitopsctl import repo as gitrepo
 from gitopsctl.commands import Context
-from gitopsctl.commands.bump import bump
+from gitopsctl.bumping import bump
 from gitopsctl.errors import Superseded, UsageError
 from gitopsctl.sandbox.lab.gitremote import git
 

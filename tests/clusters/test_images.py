@@ -8,7 +8,8 @@ import shutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitopsctl import automation, imagetags, setters
+from gitopsctl import imagetags, setters
+from gitopsctl.deploy import automation
 from gitopsctl.checks import runner
 from tests.clusters.conftest import CLUSTERS, HOMELAB, REPO_ROOT, built, by_kind
 
@@ -91,7 +92,7 @@ def _the_automation() -> dict:
 
 
 def test_automation_is_the_one_rollback_suspends(homelab_config):
-    ref = homelab_config.targets.kubernetes.image_update_automation
+    ref = homelab_config.target_of("frontend").image_update_automation
     assert (ref.namespace, ref.name) == ("flux-system", "homelab")
     found = automation.find(CLUSTERS, ref.name, ref.namespace)
     assert found is not None and found.suspended is False

@@ -161,7 +161,7 @@ def test_footprint_survives_the_state_file(footprint):
 def test_clean_up_of_a_lab_that_never_started_removes_its_directory():
     """Ctrl-C before the first service started still goes through the one clean-up path."""
     from gitopsctl.commands import Context
-    from gitopsctl.commands.sandbox import _clean_up, _new_lab
+    from gitopsctl.sandbox.run import _clean_up, _new_lab
 
     path, created = session.prepare_workdir(None)
     ctx = Context(repo=path, config_path=path / "gitopsctl.yaml")

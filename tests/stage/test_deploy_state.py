@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gitopsctl import automation, repo as gitrepo
-from gitopsctl.deploys import ensure_not_superseded, read_state
+from gitopsctl import repo as gitrepo
+from gitopsctl.deploy import automation
+from gitopsctl.deploy.state import ensure_not_superseded, read_state
 from gitopsctl.errors import Superseded
 from gitopsctl.sandbox.lab.gitremote import git, make_git_remote
 

@@ -4,6 +4,7 @@ If a Flux ImageUpdateAutomation writes the same setter markers as gitopsctl, it 
 bump the image straight back after a rollback. The rollback commit therefore sets
 `spec.suspend: true` on it (Flux applies that from git like any other change) and the
 next successful stage sets it back to false. The edit touches only that one value.
+Every Kubernetes target naming an `image_update_automation` gets this treatment.
 """
 
 from __future__ import annotations
@@ -125,3 +126,49 @@ def _documents(lines: list[str]) -> list[list[str]]:
             chunks.append([])
         chunks[-1].append(line)
     return chunks
+
+
+def configured(config) -> list:
+    """The ImageUpdateAutomation refs of every Kubernetes target, each once."""
+    refs = []
+    for settings in config.targets_of_kind("kubernetes").values():
+        ref = settings.image_update_automation
+        if ref is not None and (ref.namespace, ref.name) not in {(r.namespace, r.name) for r in refs}:
+            refs.append(ref)
+    return refs
+
+
+def set_all(config, repo_path: Path, tip: str, suspended: bool):
+    """Edits setting spec.suspend on every configured automation at `tip`.
+
+    Returns (path -> (git mode, new bytes), the names edited, the names not found).
+    """
+    edits: dict[str, tuple[str, bytes]] = {}
+    names, missing = [], []
+    for ref in configured(config):
+        found = find_at(repo_path, tip, ref.name, ref.namespace)
+        if found is None:
+            missing.append(f"{ref.namespace}/{ref.name}")
+            continue
+        manifest, mode, text = found
+        path = str(manifest.path)
+        if path in edits:  # two automations in one file: edit the edited text
+            text = edits[path][1].decode("utf-8")
+            manifest = find_in_text(manifest.path, text, ref.name, ref.namespace) or manifest
+        new_text = suspended_text(text, manifest, suspended)
+        if new_text != text:
+            edits[path] = (mode, new_text.encode("utf-8"))
+            names.append(f"{ref.namespace}/{ref.name}")
+    return edits, names, missing
+
+
+def suspend_edits(config, repo_path: Path, tip: str, reporter) -> dict[str, tuple[str, bytes]]:
+    """The edits suspending every configured image automation at `tip`, so nothing undoes
+    a rollback; {} when there is nothing to suspend."""
+    edits, names, missing = set_all(config, repo_path, tip, True)
+    for name in missing:
+        reporter.warning(f"{KIND} {name} not found at {tip[:7]}; it cannot be suspended")
+    if names:
+        reporter.action(f"suspending image automation {', '.join(names)} "
+                        "so nothing undoes the rollback")
+    return edits
