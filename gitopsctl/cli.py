@@ -79,15 +79,22 @@ class Output(str, Enum):
     json = "json"
 
 
-class ServiceChoice(str, Enum):
-    frontend = "frontend"
-    backend = "backend"
-    all = "all"
+def _config_names(section: str):
+    """Shell completion of the names gitopsctl.yaml gives its services or targets."""
 
+    def complete(incomplete: str) -> list[str]:
+        import os
 
-class TargetChoice(str, Enum):
-    kubernetes = "kubernetes"
-    vm = "vm"
+        from gitopsctl import config as cfg
+
+        try:
+            loaded = cfg.load(os.environ.get("GITOPSCTL_CONFIG") or cfg.default_config_path())
+        except Exception:  # noqa: BLE001 - completion must never print a traceback into a shell
+            return []
+        names = list(getattr(loaded, section)) + (["all"] if section == "services" else [])
+        return [n for n in names if n.startswith(incomplete)]
+
+    return complete
 
 
 class Scope(str, Enum):
@@ -138,8 +145,8 @@ def _run(ctx: typer.Context, command: str, durations=None, **options) -> None:
 _DURATION_HELP = " (seconds, or like 90s, 5m)"
 
 
-def _services(values: Optional[List[ServiceChoice]]) -> list[str]:
-    return [v.value for v in values] if values else ["all"]
+def _services(values: Optional[List[str]]) -> list[str]:
+    return list(values) if values else ["all"]
 
 
 @commands.command()
@@ -147,12 +154,14 @@ def build(
     ctx: typer.Context,
     source: Annotated[Optional[str], typer.Option(
         metavar="SHA", help="App commit to build [default: HEAD]")] = None,
-    service: Annotated[Optional[List[ServiceChoice]], typer.Option(
-        help="Service to build; repeat for several [default: all]")] = None,
+    service: Annotated[Optional[List[str]], typer.Option(
+        metavar="NAME", autocompletion=_config_names("services"),
+        help="Service (a name under services: in gitopsctl.yaml) to build; repeat for several "
+             "[default: all]")] = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build and tag only")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache")] = False,
 ) -> None:
-    """Build the frontend and backend images for a commit and push them to the registry."""
+    """Build every service's image (or those named) for a commit and push them to the registry."""
     _run(ctx, "build", source=source, services=_services(service), push=not no_push,
          no_cache=no_cache)
 
@@ -164,7 +173,8 @@ def bump(
         metavar="DIR", help="Edit setter markers under DIR (repeatable)")] = None,
     policy: Annotated[Optional[List[str]], typer.Option(
         metavar="NAMESPACE:NAME=IMAGE_REF", help="New value for an ImagePolicy (repeatable)")] = None,
-    service: Annotated[Optional[List[ServiceChoice]], typer.Option(
+    service: Annotated[Optional[List[str]], typer.Option(
+        metavar="NAME", autocompletion=_config_names("services"),
         help="Pipeline mode: bump this service's markers to the image built from --source "
              "(build record, else the registry)")] = None,
     source: Annotated[Optional[str], typer.Option(
@@ -178,7 +188,7 @@ def bump(
 ) -> None:
     """Edit image references at Flux setter markers (and the compose file), commit and push."""
     _run(ctx, "bump", paths=path or [], policies=policy or [],
-         services=[v.value for v in service] if service else [], source=source,
+         services=list(service or []), source=source,
          commit=not no_commit and not dry_run, push=not no_push, dry_run=dry_run,
          allow_unbuilt=allow_unbuilt)
 
@@ -189,7 +199,7 @@ def stage(
     source: Annotated[Optional[str], typer.Option(
         metavar="SHA", help="App commit whose build to deploy [default: HEAD]")] = None,
     delay: Annotated[Optional[str], typer.Option(
-        metavar="SECONDS", help="Override stage.delay between frontend and backend"
+        metavar="SECONDS", help="Override stage.delay between stage groups"
                                 + _DURATION_HELP)] = None,
     timeout: Annotated[Optional[str], typer.Option(
         metavar="SECONDS", help="Override timeouts.failure for each target" + _DURATION_HELP)] = None,
@@ -197,7 +207,8 @@ def stage(
         "--allow-unbuilt", help="Deploy <repository>:<sha7> even when no build record or registry "
                                 "tag shows it was built")] = False,
 ) -> None:
-    """Deploy frontend, wait until healthy, then backend; roll both back on any failure."""
+    """Deploy the services group by group (stage.order), each group healthy before the next;
+    roll every service back on any failure."""
     _run(ctx, "stage", source=source, delay=delay, timeout=timeout, allow_unbuilt=allow_unbuilt,
          durations={"delay": ("--delay", "stage.delay"), "timeout": ("--timeout", "timeouts.failure")})
 
@@ -205,14 +216,18 @@ def stage(
 @commands.command()
 def verify(
     ctx: typer.Context,
-    target: Annotated[Optional[List[TargetChoice]], typer.Option(
-        help="Target to check; repeat for several [default: all]")] = None,
+    services: Annotated[Optional[List[str]], typer.Argument(
+        metavar="[SERVICE]...", autocompletion=_config_names("services"),
+        help="Services to check [default: all]")] = None,
+    target: Annotated[Optional[List[str]], typer.Option(
+        metavar="NAME", autocompletion=_config_names("targets"),
+        help="Check the services of this target (a name under targets:); repeatable")] = None,
     timeout: Annotated[Optional[str], typer.Option(
         metavar="SECONDS", help="Deadline for each target" + _DURATION_HELP
                                 + " [default: timeouts.failure]")] = None,
 ) -> None:
     """Check, without changing anything, that each target runs and serves what git says is live."""
-    _run(ctx, "verify", targets=[t.value for t in target] if target else [], timeout=timeout,
+    _run(ctx, "verify", services=list(services or []), targets=list(target or []), timeout=timeout,
          durations={"timeout": ("--timeout", "timeouts.failure")})
 
 
@@ -230,7 +245,7 @@ def rollback(
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Push the revert but skip re-reconcile and health verification")] = False,
 ) -> None:
-    """Revert a deploy of both frontend and backend in one commit and verify the old version."""
+    """Revert the latest deploy of every service in one commit and verify the old version."""
     _run(ctx, "rollback", to=to, source=source, reason=reason, dry_run=dry_run,
          verify=not no_verify)
 
@@ -239,7 +254,8 @@ def rollback(
 def check(
     ctx: typer.Context,
     paths: Annotated[Optional[List[Path]], typer.Argument(
-        help="Files or directories to check [default: clusters/ and the config]")] = None,
+        help="Files or directories to check; those outside the scope are skipped [default: what "
+             "gitopsctl.yaml names; without one, every YAML file git sees]")] = None,
 ) -> None:
     """Validate the repository offline (pre-commit hook): YAML, kustomize, secrets, markers."""
     _run(ctx, "check", paths=paths or [])
@@ -282,11 +298,17 @@ def sync(
                         "no fetch, no env file, no compose pull/up")] = False,
     systemd_units: Annotated[Optional[Path], typer.Option(
         "--systemd-units", metavar="DIR",
-        help="Write gitopsctl-sync.service and .timer (from the config) into DIR; do not sync")] = None,
+        help="Write the target's gitopsctl-sync .service and .timer (from the config) into DIR; "
+             "do not sync")] = None,
+    target: Annotated[Optional[str], typer.Option(
+        metavar="NAME", autocompletion=_config_names("targets"),
+        help="The VM target (a name under targets: in gitopsctl.yaml) this VM runs "
+             "[default: the only VM target]")] = None,
 ) -> None:
     """On the VM: fast-forward the checkout, unseal secrets, docker compose pull and up."""
     _run(ctx, "sync", revision=revision, wait_timeout=wait_timeout, systemd_units=systemd_units,
-         check=check, durations={"wait_timeout": ("--wait-timeout", "timeouts.failure")})
+         check=check, target=target,
+         durations={"wait_timeout": ("--wait-timeout", "timeouts.failure")})
 
 
 @commands.command()
@@ -336,9 +358,26 @@ def sandbox(
 def config_command(
     ctx: typer.Context,
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema for editors instead")] = False,
+    migrate: Annotated[bool, typer.Option(
+        "--migrate", help="Print the file in the version 2 format (defaults left out), to replace a "
+                          "version 1 gitopsctl.yaml")] = False,
 ) -> None:
     """Validate gitopsctl.yaml and print the effective configuration (defaults and env applied)."""
-    _run(ctx, "config", schema=schema)
+    _run(ctx, "config", schema=schema, migrate=migrate)
+
+
+@commands.command("init")
+def init_command(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Write without asking (without a terminal it never asks)")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite an existing gitopsctl.yaml")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "--print", help="Print the proposed gitopsctl.yaml, write nothing")] = False,
+) -> None:
+    """Write a first gitopsctl.yaml from the setter markers, Flux objects and compose files found."""
+    _run(ctx, "init", yes=yes, force=force, dry_run=dry_run)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

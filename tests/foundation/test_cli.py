@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 COMMANDS = ["build", "bump", "stage", "verify", "rollback", "check", "seal", "unseal", "sync", "status",
-            "config"]
+            "config", "init"]
 
 
 def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def test_each_subcommand_documents_its_options(command):
     ("bump", "--policy"), ("bump", "--dry-run"), ("bump", "--no-commit"), ("bump", "--service"),
     ("stage", "--source"), ("verify", "--target"), ("verify", "--timeout"),
     ("rollback", "--to"), ("rollback", "--dry-run"), ("seal", "--cert"), ("seal", "--scope"),
-    ("unseal", "--key"), ("sync", "--revision")])
+    ("unseal", "--key"), ("sync", "--revision"), ("init", "--force"), ("init", "--dry-run")])
 def test_documented_options(command, option):
     assert option in run(command, "--help").stdout
 
