@@ -57,7 +57,6 @@ import json
 import os
 import posixpath
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -494,7 +493,7 @@ def render_scalar(value: str, style: str | None) -> str:
 _NON_STRING_PLAIN = re.compile(
     r"""^(?:~|null|Null|NULL|y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE
     |on|On|ON|off|Off|OFF
-    |[-+]?(?:0|[1-9][0-9_]*)|0[0-7_]+|0o[0-7]+|0x[0-9a-fA-F_]+|0b[01_]+
+    |[-+]?(?:0|[1-9][0-9_]*)|0[0-9_]+|0o[0-7]+|0x[0-9a-fA-F_]+|0b[01_]+
     |[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*(?:[eE][-+]?[0-9]+)
     |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)
     |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$""", re.VERBOSE)
@@ -740,9 +739,9 @@ def service_scope(config, service: str) -> list[str]:
     """service_paths of one service, repo-relative and "/"-separated, as git names them."""
     svc = config.service(service)
     scope = [_repo_relative(p) for p in svc.paths]
-    vm = config.targets.vm
-    if svc.target == "vm" and vm is not None:
-        compose = _repo_relative(vm.compose_file)
+    target = config.target_of(service)
+    if target.kind == "vm":
+        compose = _repo_relative(target.compose_file)
         if not any(compose == p or p == "." or compose.startswith(p + "/") for p in scope):
             scope.append(compose)
     return scope
@@ -753,44 +752,11 @@ def _repo_relative(path: str) -> str:
 
 
 def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:
-    """Replace a regular file atomically; never a link, never through one.
-
-    The file is opened with O_NOFOLLOW (a link swapped in after selection fails here),
-    checked to still hold `expected` when given, then a temp file in the same directory,
-    with the same mode and fsynced, is renamed over it and the directory fsynced. On any
-    failure the original is untouched.
-    """
-    display = str(path)
-    data = text.encode("utf-8")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        fd = None  # a new file (automation suspend writes only existing ones; kept general)
-    except OSError:
-        if os.path.islink(path):
-            raise InputError(f"{display} is a symbolic link; gitopsctl never writes through or "
-                             "replaces a link", location=Location(display),
-                             hint="edit the file it points to; no file was changed") from None
-        raise
-    mode = None  # a new file: the umask's default
-    if fd is not None:
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InputError(f"{display} is not a regular file", location=Location(display))
-            mode = info.st_mode & 0o7777
-            if expected is not None and handle.read() != expected.encode("utf-8"):
-                raise InputError(f"{display} changed while gitopsctl was editing it",
-                                 location=Location(display),
-                                 hint="run the command again; no file was changed")
+    """gitopsctl.fsutil.write_atomic (never a link, never through one; `expected` must
+    still be the file's content), under the name the setters' callers know."""
     from gitopsctl.fsutil import write_atomic as write
 
-    def still_not_a_link() -> None:  # the last moment before the rename replaces it
-        if os.path.islink(path):
-            raise InputError(f"{display} became a symbolic link; not replaced",
-                             location=Location(display), hint="no file was changed")
-
-    write(Path(path), data, mode, before_replace=still_not_a_link)
+    write(Path(path), text, expected=expected)
 
 
 def write_plans(plans: Sequence[FilePlan]) -> None:

@@ -204,7 +204,7 @@ def test_numeric_looking_tag_is_quoted_so_it_stays_a_string():
 
 
 @pytest.mark.parametrize("value", ["1.10", "123", "0x1F", "true", "no", "null", "~", "1e5", ".inf",
-                                   "12:30", "-1", "+1", ""])
+                                   "12:30", "-1", "+1", "", "08", "09", "0_9"])
 def test_render_scalar_never_changes_a_strings_type(value):
     for style in (None, "'", '"'):
         text = f"k: {render_scalar(value, style)}\n"
