@@ -11,39 +11,10 @@ import pytest
 from gitopsctl.commands import Context
 from gitopsctl.sandbox.lab.gitremote import GitRemote
 
+from tests.fixtures.configs import seed_homelab
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-CONFIG = """\
-version: 1
-registry:
-  url: {registry}
-  project: {project}
-  insecure: true
-services:
-  frontend:
-    image: frontend
-    context: examples/frontend
-    target: kubernetes
-    policy: flux-system:frontend
-    paths: [clusters/homelab/apps/frontend]
-  backend:
-    image: backend
-    context: examples/backend
-    target: vm
-    policy: flux-system:backend
-    paths: [clusters/homelab/backend-vm]
-targets:
-  kubernetes:
-    git_repository: {{name: flux-system}}
-    kustomization: {{name: apps}}
-    deployment: {{name: frontend, namespace: default}}
-    health_url: http://127.0.0.1:9/healthz
-  vm:
-    host: 127.0.0.2
-    user: deploy
-    compose_file: clusters/homelab/backend-vm/docker-compose.yml
-    health_url: http://127.0.0.1:9/healthz
-"""
 
 
 @dataclass
@@ -72,7 +43,7 @@ def make_homelab(make_git_remote, registry_url: str) -> Homelab:
     remote = make_git_remote(
         {"examples/frontend": REPO_ROOT / "examples/frontend",
          "examples/backend": REPO_ROOT / "examples/backend"},
-        files={"gitopsctl.yaml": CONFIG.format(registry=registry_url, project=project),
+        files={"gitopsctl.yaml": seed_homelab(registry_url, project=project),
                ".gitignore": ".gitopsctl/\n"})
     return Homelab(remote=remote, registry_url=registry_url, project=project)
 

@@ -71,7 +71,7 @@ def test_layers_wait_within_the_five_minute_budget(homelab_config):
     # gitopsctl time to push and apply the revert inside its own deadline.
     assert deadline < _seconds(apps["timeout"]) <= budget / 2
     assert apps["path"] == "./clusters/homelab/apps/frontend"
-    assert homelab_config.targets.kubernetes.kustomization.name == "apps"
+    assert [k.name for k in homelab_config.target_of("frontend").kustomizations] == ["apps"]
     # the frontend is never held back by the infrastructure layers
     assert "dependsOn" not in apps
     secrets = flux_kustomizations()[("flux-system", "infrastructure-secrets")]["spec"]
@@ -81,7 +81,7 @@ def test_layers_wait_within_the_five_minute_budget(homelab_config):
 def test_git_repository_is_the_one_gitopsctl_reconciles(homelab_config):
     repos = [o for o in built(HOMELAB) if o["kind"] == "GitRepository"]
     assert len(repos) == 1
-    ref = homelab_config.targets.kubernetes.git_repository
+    ref = homelab_config.target_of("frontend").git_repository
     assert (repos[0]["metadata"]["namespace"], repos[0]["metadata"]["name"]) == (ref.namespace, ref.name)
     assert repos[0]["spec"]["ref"] == {"branch": homelab_config.git.branch}
 

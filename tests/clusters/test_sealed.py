@@ -74,7 +74,7 @@ def test_example_unseals_with_its_key_and_only_with_it(example, test_key):
 
 def test_backend_secret_is_the_one_sync_unseals_and_the_cluster_never_sees(homelab_config):
     backend = next(e for e in EXAMPLES if e.name == "backend-secrets")
-    assert homelab_config.targets.vm.sealed_secrets == (backend.path,)
+    assert homelab_config.target_of("backend").sealed_secrets == (backend.path,)
     assert not [o for o in flux_applied_objects() if o["kind"] == "SealedSecret"
                 and o["metadata"]["name"] == backend.name]
 

@@ -24,7 +24,8 @@ def _frontend():
 
 def test_frontend_deployment_fails_fast_and_probes_health(homelab_config):
     deployment, _ = _frontend()
-    ref = homelab_config.targets.kubernetes.deployment
+    (ref,) = homelab_config.service("frontend").workloads
+    assert ref.kind == "Deployment"
     assert (deployment["metadata"]["namespace"], deployment["metadata"]["name"]) == (ref.namespace, ref.name)
     spec = deployment["spec"]
     assert spec["progressDeadlineSeconds"] <= 120
@@ -54,7 +55,8 @@ def test_frontend_service_is_the_node_port_health_url_probes(homelab_config):
     assert service["spec"]["type"] == "NodePort"
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080}]
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "frontend"}
-    assert ":30080/" in homelab_config.targets.kubernetes.health_url
+    (check,) = [h for h in homelab_config.service("frontend").health if h.kind == "http"]
+    assert ":30080/" in check.url
 
 
 # ------------------------------------------------------------------ backend on the VM
@@ -97,12 +99,12 @@ def test_compose_service_as_sync_runs_it(checkout, homelab_config):
     moved = _rendered(checkout, {"BACKEND_PORT": "18123"})
     assert moved["environment"]["PORT"] == "18123"
     assert moved["healthcheck"]["test"][-1] == "http://127.0.0.1:18123/healthz"
-    assert homelab_config.targets.vm.compose_file == "clusters/homelab/backend-vm/docker-compose.yml"
+    assert homelab_config.target_of("backend").compose_file == "clusters/homelab/backend-vm/docker-compose.yml"
 
 
 def test_compose_reads_the_env_file_sync_writes(checkout, homelab_config):
     """targets.vm.env_file (relative to the checkout) is the file the service's env_file names."""
-    env_file = checkout / homelab_config.targets.vm.env_file
+    env_file = checkout / homelab_config.target_of("backend").env_file
     env_file.parent.mkdir(parents=True)
     env_file.write_text("API_TOKEN='from-the-sealed-secret'\n")
     os.chmod(env_file, 0o600)
@@ -150,8 +152,10 @@ def _ci_can(objects, namespace: str, group: str, resource: str, verb: str, name:
 
 def test_ci_identity_can_do_what_gitopsctl_does_and_nothing_more(homelab_config):
     objects = built(HOMELAB / "infrastructure/controllers")
-    kube = homelab_config.targets.kubernetes
-    repo, ks, dep = kube.git_repository, kube.kustomization, kube.deployment
+    kube = homelab_config.target_of("frontend")
+    (ks,) = kube.kustomizations
+    (dep,) = homelab_config.service("frontend").workloads
+    repo = kube.git_repository
     needed = [  # every API call gitopsctl/targets/kubeapi.py makes
         (repo.namespace, "source.toolkit.fluxcd.io", "gitrepositories", "get", repo.name),
         (repo.namespace, "source.toolkit.fluxcd.io", "gitrepositories", "patch", repo.name),

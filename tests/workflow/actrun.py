@@ -344,12 +344,14 @@ def homelab_config(registry_url: str, *, frontend_node_port: int, backend_port: 
     data = yaml.load(seed_config(registry_url))
     kube = data["targets"]["kubernetes"]
     kube.pop("context", None)  # the emulator's kubeconfig has one context, the current one
-    kube["health_url"] = f"http://127.0.0.1:{frontend_node_port}/healthz"
+    services = data["services"]
+    services["frontend"]["health"] = [{"http": f"http://127.0.0.1:{frontend_node_port}/healthz"}]
+    services["backend"]["health"] = [{"http": f"http://127.0.0.1:{backend_port}/healthz"},
+                                     {"compose": "backend"}]
     vm = data["targets"]["vm"]
     vm.update({"host": ssh_host, "port": ssh_port, "user": ssh_user,
                "checkout": str(vm_checkout), "compose_project": compose_project,
-               "remote_command": remote_command,
-               "health_url": f"http://127.0.0.1:{backend_port}/healthz"})
+               "remote_command": remote_command})
     # The committed example SealedSecret is sealed for a real VM's key, which this
     # stand-in VM does not have; the sandbox lab covers unsealing on the VM.
     vm["sealed_secrets"] = []
