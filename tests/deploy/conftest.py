@@ -8,7 +8,6 @@ one, and so on; healthy once the script runs out) and one shared log of every ca
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,9 @@ from gitopsctl.commands import Context
 from gitopsctl.errors import ExternalError
 from gitopsctl.health import Check, HealthReport
 from gitopsctl.sandbox.lab.gitremote import GitRemote, git, make_git_remote
+
+from tests.fixtures.configs import kube_target, v2_text, vm_target
+from tests.fixtures.configs import service as service_entry
 
 REGISTRY = "127.0.0.1:5000/homelab"
 
@@ -123,32 +125,23 @@ AUTOMATION = textwrap.dedent("""\
 def config_text(services: dict[str, str], kinds: dict[str, str], groups: list[list[str]], *,
                 automations: dict[str, str] | None = None) -> str:
     """A v2 gitopsctl.yaml; `automations` maps a Kubernetes target to its automation's name."""
-    doc: dict = {"version": 2,
-                 "registry": {"url": "127.0.0.1:5000", "project": "homelab"},
-                 "services": {}, "targets": {},
-                 "stage": {"order": [g[0] if len(g) == 1 else g for g in groups], "delay": "0s"},
-                 "timeouts": {"failure": "2s"}}
-    for service, target in services.items():
-        entry = {"image": service, "context": f"apps/{service}", "target": target,
-                 "policy": f"flux-system:{service}"}
+    entries = {}
+    for name, target in services.items():
         if kinds[target] == "kubernetes":
-            entry["paths"] = [f"deploy/{service}"]
-            entry["workloads"] = [{"kind": "Deployment", "name": service}]
+            entries[name] = service_entry(name, target, workloads=[{"kind": "Deployment", "name": name}])
         else:
-            entry["paths"] = [f"deploy/{target}/compose.yaml"]
-            entry["compose_services"] = [service]
-        doc["services"][service] = entry
+            entries[name] = service_entry(name, target, paths=[f"deploy/{target}/compose.yaml"],
+                                    compose_services=[name])
+    targets = {}
     for target, kind in kinds.items():
         if kind == "kubernetes":
-            spec = {"kind": "kubernetes", "git_repository": {"name": "flux-system"},
-                    "kustomizations": [{"name": target}]}
-            if automations and target in automations:
-                spec["image_update_automation"] = {"name": automations[target]}
+            automation = (automations or {}).get(target)
+            targets[target] = kube_target(kustomizations=[{"name": target}],
+                                          **({"image_update_automation": {"name": automation}} if automation else {}))
         else:
-            spec = {"kind": "vm", "host": "127.0.0.2", "user": "deploy",
-                    "compose_file": f"deploy/{target}/compose.yaml"}
-        doc["targets"][target] = spec
-    return json.dumps(doc, indent=2) + "\n"  # JSON is YAML
+            targets[target] = vm_target(compose_file=f"deploy/{target}/compose.yaml")
+    return v2_text(entries, targets, stage={"order": [g[0] if len(g) == 1 else g for g in groups],
+                                            "delay": "0s"}, timeouts={"failure": "2s"})
 
 
 def make_homelab(tmp_path: Path, services: dict[str, str], kinds: dict[str, str],
