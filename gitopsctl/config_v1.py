@@ -7,10 +7,12 @@ file:line) and upgraded to the version 2 model, which is all the rest of gitopsc
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from gitopsctl.config import (_NAME_RE, _POLICY_RE, Config, Git, HealthCheck, KubernetesTarget, ObjectRef,
+from gitopsctl.config import (_POLICY_RE, Config, Git, HealthCheck, KubernetesTarget, ObjectRef,
                               Registry, Service, Stage, Timeouts, VMTarget, Workload, meta)
 from gitopsctl.errors import ConfigError
 
@@ -49,43 +51,25 @@ class KubernetesTargetV1:
         "Flux ImageUpdateAutomation writing the same fields; rollback suspends it"))
 
 
-@dataclass(frozen=True)
-class VMTargetV1:
-    host: str = field(metadata=meta("SSH host of the VM", "backend.lan",
-                                    pattern=r"^[A-Za-z0-9.:-]+$"))
-    user: str = field(metadata=meta("SSH user on the VM", "deploy",
-                                    pattern=r"^[a-z_][a-z0-9_-]*$"))
-    compose_file: str = field(metadata=meta("Compose file path inside the repository",
-                                            "clusters/homelab/backend-vm/docker-compose.yml"))
-    health_url: str = field(metadata=meta("HTTP URL that answers 2xx when the backend is healthy",
-                                          "http://backend.lan:8080/healthz",
-                                          pattern=r"^https?://\S+$"))
-    port: int = field(default=22, metadata=meta("SSH port", 22, minimum=1, maximum=65535))
-    identity_file: Optional[str] = field(default=None, metadata=meta(
-        "Private key for SSH (default: $GITOPSCTL_SSH_KEY_FILE, then ssh's defaults)",
-        "~/.ssh/id_ed25519"))
-    known_hosts: str = field(default="~/.ssh/known_hosts", metadata=meta(
-        "known_hosts file used for strict host-key checking", "~/.ssh/known_hosts"))
-    known_hosts_env: str = field(default="GITOPSCTL_KNOWN_HOSTS", metadata=meta(
-        "Environment variable whose content, when set, is used as known_hosts",
-        "GITOPSCTL_KNOWN_HOSTS", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"))
-    checkout: str = field(default="/opt/homelab", metadata=meta(
-        "Path of the repository checkout on the VM", "/opt/homelab", pattern=r"^/\S*$"))
-    compose_project: str = field(default="homelab", metadata=meta(
-        "docker compose project name", "homelab", pattern=_NAME_RE))
-    env_file: str = field(default=".gitopsctl/backend.env", metadata=meta(
-        "Env file sync writes the unsealed secrets to (relative to the checkout)",
-        ".gitopsctl/backend.env"))
-    sealed_secrets: tuple[str, ...] = field(default=(), metadata=meta(
-        "SealedSecret files (repo-relative) unsealed into the env file",
-        ["clusters/homelab/backend-vm/backend-secrets.sealed.yaml"]))
-    unseal_key: str = field(default="/etc/gitopsctl/sealing-key.pem", metadata=meta(
-        "The VM's private sealing key", "/etc/gitopsctl/sealing-key.pem"))
-    remote_command: str = field(default="gitopsctl", metadata=meta(
-        "gitopsctl executable on the VM", "/opt/gitopsctl/bin/gitopsctl", pattern=r"^[\w./-]+$"))
-    sync_interval: float = field(default=300.0, metadata=meta(
-        "How often the systemd timer syncs the VM", "5m", duration=True, minimum=10,
-        maximum=86400))
+def _vm_fields() -> list:
+    """Version 2's VM target without `kind`, with the one health URL version 1 had."""
+    hints = typing.get_type_hints(VMTarget)
+    out = []
+    for f in dataclasses.fields(VMTarget):
+        if f.name == "kind":
+            continue
+        extra = {"default": f.default} if f.default is not dataclasses.MISSING else \
+            {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {}
+        out.append((f.name, hints[f.name], field(metadata=f.metadata, **extra)))
+        if f.name == "compose_file":
+            out.append(("health_url", str, field(metadata=meta(
+                "HTTP URL that answers 2xx when the backend is healthy", "http://backend.lan:8080/healthz",
+                pattern=r"^https?://\S+$"))))
+    return out
+
+
+VMTargetV1 = dataclasses.make_dataclass("VMTargetV1", _vm_fields(), frozen=True)
+VMTargetV1.__module__ = __name__
 
 
 @dataclass(frozen=True)
@@ -157,13 +141,8 @@ def upgrade(old: ConfigV1) -> Config:
             kubeconfig=kube.kubeconfig, context=kube.context,
             image_update_automation=kube.image_update_automation)
     if vm is not None:
-        targets["vm"] = VMTarget(
-            kind="vm", host=vm.host, user=vm.user, compose_file=vm.compose_file, port=vm.port,
-            identity_file=vm.identity_file, known_hosts=vm.known_hosts,
-            known_hosts_env=vm.known_hosts_env, checkout=vm.checkout,
-            compose_project=vm.compose_project, env_file=vm.env_file,
-            sealed_secrets=vm.sealed_secrets, unseal_key=vm.unseal_key,
-            remote_command=vm.remote_command, sync_interval=vm.sync_interval)
+        targets["vm"] = VMTarget(kind="vm", **{f.name: getattr(vm, f.name) for f in dataclasses.fields(VMTarget)
+                                               if f.name != "kind"})
     services = {}
     for name, svc in old.services.items():
         if svc.target == "kubernetes":

@@ -2,10 +2,8 @@
 
 Built from a version 2 gitopsctl.yaml (KubeTarget.from_config), deployed against the API
 emulator over HTTPS with a real git remote, a real Flux GitRepository and two Kustomizations
-reconciled in order, pods as real containers of the example frontend image pulled from the
-test registry. The emulator's kustomize-controller applies Deployments and Services only, so
-the StatefulSet and DaemonSet of each release are applied here, from the very manifests Flux
-reconciles (`kubectl kustomize` of the same path), as Flux's apply would.
+reconciled in order (the emulator's kustomize-controller applies the StatefulSet and the
+DaemonSet), pods as real containers of the example frontend image pulled from the test registry.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from gitopsctl import config as configuration
 from gitopsctl.executables import find_tool
 from gitopsctl.sandbox.lab.kube import KubeEmulator
 from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
-from gitopsctl.sandbox.lab.kube.workloads import run_beside
 from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.targets.kubernetes import KubeTarget
 from tests.fixtures.configs import kube_target, service, v2_text
@@ -90,23 +87,7 @@ class Homelab:
         self.remote.write({f"{APP}/workloads.yaml": "\n---\n".join(json.dumps(d) for d in docs) + "\n"})
         sha = self.remote.commit_all(f"release {self.release}")
         self.remote.push()
-        self.apply_workloads()
         return sha
-
-    def apply_workloads(self) -> None:
-        """What kustomize-controller's apply does for these kinds: create, or replace the spec."""
-        built = subprocess.run([find_tool("kubectl"), "kustomize", str(self.remote.work / APP)],
-                               capture_output=True, text=True, timeout=60, check=True).stdout
-        import yaml
-
-        for doc in yaml.safe_load_all(built):
-            if doc["kind"] not in ("StatefulSet", "DaemonSet"):
-                continue
-            ref = f"{doc['kind'].lower()}/{doc['metadata']['name']}"
-            exists = self.kubectl("get", ref, "-o", "name").returncode == 0
-            run = (self.kubectl("patch", ref, "--type", "merge", "-p", json.dumps({"spec": doc["spec"]}))
-                   if exists else self.kubectl("create", "-f", "-", stdin=json.dumps(doc)))
-            assert run.returncode == 0, run.stderr
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([find_tool("kubectl"), "--kubeconfig", str(self.kube.kubeconfig), *args],
@@ -149,7 +130,6 @@ def make_homelab(tmp_path, docker_client, registry, make_git_remote, image, tcp_
     auth = {registry.url: {"username": registry.username, "password": registry.password}}
     kube = KubeEmulator(tmp_path / "kube", docker_client=docker_client, registry_auth=auth,
                         restart_backoff=0.5, max_backoff=2.0).start()
-    controllers = run_beside(kube)
     infra = textwrap.dedent("""\
         apiVersion: kustomize.config.k8s.io/v1beta1
         kind: Kustomization
@@ -164,17 +144,15 @@ def make_homelab(tmp_path, docker_client, registry, make_git_remote, image, tcp_
     kube.add_git_repository("flux-system", url=str(remote.bare), branch="main")
     kube.add_kustomization("infra", path=f"./{INFRA}")
     kube.add_kustomization("apps", path=f"./{APP}", depends_on=["infra"])
-    return kube, controllers, Homelab(kube, remote, image, tmp_path, tcp_address)
+    return kube, Homelab(kube, remote, image, tmp_path, tcp_address)
 
 
 @pytest.fixture
 def homelab(tmp_path, docker_client, registry, make_git_remote, image, tcp_listener):
-    kube, controllers, lab = make_homelab(tmp_path, docker_client, registry, make_git_remote, image, tcp_listener)
+    kube, lab = make_homelab(tmp_path, docker_client, registry, make_git_remote, image, tcp_listener)
     try:
         yield lab
     finally:
-        if controllers is not None:
-            controllers.stop()
         errors = list(kube.simulator.errors)
         kube.stop()
     assert not errors, errors
@@ -234,12 +212,10 @@ def test_a_crash_looping_daemonset_pod_fails_the_deploy_fast(homelab):
 
 def test_a_tcp_check_that_never_connects_fails_the_wait(tmp_path, docker_client, registry, make_git_remote, image):
     closed = f"127.0.0.1:{free_port()}"  # nothing listens there
-    kube, controllers, lab = make_homelab(tmp_path, docker_client, registry, make_git_remote, image, closed)
+    kube, lab = make_homelab(tmp_path, docker_client, registry, make_git_remote, image, closed)
     try:
         report = lab.deploy(lab.push(), timeout=40)
     finally:
-        if controllers is not None:
-            controllers.stop()
         kube.stop()
     assert not report.healthy
     assert report.reason.startswith(f"db health check timed out (tcp {closed}: no connection"), report.reason

@@ -17,7 +17,6 @@ import pytest
 
 from gitopsctl.executables import find_tool
 from gitopsctl.sandbox.lab.kube.store import CONTROLLER_REVISIONS, PODS, STATEFULSETS
-from gitopsctl.sandbox.lab.kube.workloads import run_beside
 from gitopsctl.sandbox.lab.ports import free_port
 
 NS = "default"
@@ -98,10 +97,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture
 def cluster(kube):
-    controllers = run_beside(kube)
-    yield kube
-    if controllers is not None:
-        controllers.stop()
+    return kube
 
 
 class Timeline:

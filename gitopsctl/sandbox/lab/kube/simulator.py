@@ -66,7 +66,7 @@ class ClusterSimulator:
         self.deployments = DeploymentController(store)
         self.replicasets = ReplicaSetController(store)
         self.errors: list[str] = []  # controller and kubelet failures; tests assert it stays empty
-        self.workloads = WorkloadControllers(store, errors=self.errors)  # StatefulSets, DaemonSets
+        self.workloads = WorkloadControllers(store)  # StatefulSets, DaemonSets
         self.kubelet = (Kubelet(store, docker_client, sim_id=self.sim_id, pod_network=network,
                                 registry_auth=registry_auth, restart_backoff=restart_backoff,
                                 max_backoff=max_backoff, errors=self.errors) if docker_client is not None else None)
