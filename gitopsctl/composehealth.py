@@ -72,10 +72,12 @@ class ServiceVerdict:
     fatal: Check | None = None
     ready: bool = False
     in_row: int = 0
+    stopped_by: str | None = None  # the service whose failure ended the wait before this one's verdict
 
     def to_dict(self) -> dict:
         return {"name": self.name, "healthy": self.healthy, "reason": self.reason,
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [c.to_dict() for c in self.checks],
+                **({"stopped_by": self.stopped_by} if self.stopped_by else {})}
 
 
 @dataclass
@@ -198,8 +200,9 @@ def _conclude(verdicts: list[ServiceVerdict], samples: int, done: bool, target: 
         elif not v.healthy:
             pending = next((c for c in v.checks if not c.ok), None)
             if stopped_by is not None:
+                v.stopped_by = stopped_by.name
                 v.reason = (f"not confirmed healthy ({v.in_row}/{samples} samples) when "
-                            f"{stopped_by.name} failed")
+                            f"{stopped_by.name} failed: {stopped_by.reason}")
             elif pending is not None:
                 v.reason = f"not healthy before the deadline: {pending.message}"
             else:

@@ -123,13 +123,22 @@ def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan
         failure = _wait_service(ctx, targets, result, plan.service, revision, timeout, applied, t0)
         if failure is None:
             continue
-        if failure.report is None or failure.report.failed_check is not None:
+        if not _bystander(failure):
             failure.message = "; ".join(f"also unhealthy: {b.reason}" for b in bystanders)
             return failure  # its own evidence: fail fast
-        # Unhealthy with every check of its own passing: a target shared with a service
-        # still to come failed (one compose up for all). Blame the one with the evidence.
+        # A target shared with a service still to come failed (one compose up for all),
+        # before this one's verdict: blame the one with the evidence.
         bystanders.append(failure)
     return bystanders[0] if bystanders else None
+
+
+def _bystander(failure: Failure) -> bool:
+    """Unhealthy only because a group-mate on the same target failed first: every check of
+    its own passed, or its target says which service stopped the wait."""
+    report = failure.report
+    if report is None:
+        return False
+    return report.failed_check is None or bool(report.details.get("stopped_by"))
 
 
 def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> None:

@@ -72,8 +72,9 @@ def service_report(whole: HealthReport, service: str) -> HealthReport:
         healthy, reason = False, failed.message
     elif reason and not reason.startswith(f"{service}:"):
         reason = f"{service}: {reason}"
+    details = {"remote": doc, **({"stopped_by": mine["stopped_by"]} if mine.get("stopped_by") else {})}
     return HealthReport(target=service, healthy=healthy, reason=reason, revision=whole.revision,
-                        checks=checks, elapsed=whole.elapsed, details={"remote": doc})
+                        checks=checks, elapsed=whole.elapsed, details=details)
 
 
 def _target_failure(whole: HealthReport, doc: dict) -> Check | None:

@@ -25,3 +25,22 @@ def shared_lab(tmp_path_factory, docker_engine):
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = previous
+
+
+@pytest.fixture(scope="module")
+def shop_lab(tmp_path_factory, docker_engine):
+    """A lab running another homelab than the sandbox's (tests/e2e/homelabs/shop): services
+    web, api and worker on targets `cluster` and `box`. Left live and healthy by each test."""
+    from tests.e2e.homelabs import shop
+
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = docker_engine.docker_host
+    try:
+        with Lab(tmp_path_factory.mktemp("shop"), settings=LabSettings(failure_timeout=90),
+                 seed=shop()) as running:
+            yield running
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous

@@ -7,12 +7,13 @@
     registry (docker-registry, htpasswd robot account) ◄── build pushes, kubelet and compose pull
     Docker engine (private dockerd, or the machine's own)
 
-The repository is seeded from this project's clusters/homelab and examples/, with the
-few changes a local sandbox needs (stated in `_adapt`): `harbor.lan` becomes the local
-registry, the frontend NodePort and backend port become free local ports, the backend's
-healthcheck probes every second, its example SealedSecret is sealed for the sandbox
-VM's own key, and gitopsctl.yaml points at the sandbox services. The images the seeded manifests name are built and pushed
-first, so the homelab starts out live and healthy, as a real one would.
+What runs on it is a seed (gitopsctl.sandbox.lab.seed): by default the sandbox's own
+homelab, copied from this project's clusters/homelab and examples/ with the few changes
+a local sandbox needs (stated in `seed._adapt_sandbox`); `Lab(seed=...)` runs any other.
+The seed gives the repository's tree and what its gitopsctl.yaml says about services and
+targets; the lab adds where they run here (`config_text`). The images the seeded markers
+name are built from each service's context and pushed first, so the homelab starts out
+live and healthy, as a real one would.
 """
 
 from __future__ import annotations
@@ -20,27 +21,20 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from gitopsctl.errors import ExternalError
-
-SEED_DIRS = ("clusters/homelab", "examples/frontend", "examples/backend")
-FRONTEND_APP = "clusters/homelab/apps/frontend"
-COMPOSE_FILE = "clusters/homelab/backend-vm/docker-compose.yml"
-SEALED_FILE = "clusters/homelab/backend-vm/backend-secrets.sealed.yaml"
-DEFAULT_NODE_PORT = "30080"
+from gitopsctl.sandbox.lab.seed import HomelabSeed, fill, fill_tree, flux_kustomizations, sandbox_seed
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -58,6 +52,7 @@ class Lab:
     workdir: Path
     settings: LabSettings = field(default_factory=LabSettings)
     source: Path = field(default_factory=project_root)
+    seed: HomelabSeed | None = None  # None: the sandbox's own homelab, from `source`
     progress: Callable[[str], None] = lambda message: None
     engine: object = None
     registry: object = None
@@ -66,18 +61,17 @@ class Lab:
     remote: object = None
     ci: Path | None = None
     vm_checkout: Path | None = None
-    node_port: int = 0
-    backend_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)  # <port:NAME> -> a free loopback port
     compose_project: str = ""
     _stack: list = field(default_factory=list)
 
     # ------------------------------------------------------------- lifecycle
 
     def start(self) -> "Lab":
-        from gitopsctl.harness.baseimage import ensure_base_image
-        from gitopsctl.harness.dockerd import connect_or_start
-        from gitopsctl.harness.ports import free_port
-        from gitopsctl.harness.registry import Registry
+        from gitopsctl.sandbox.lab.baseimage import ensure_base_image
+        from gitopsctl.sandbox.lab.dockerd import connect_or_start
+        from gitopsctl.sandbox.lab.ports import free_port
+        from gitopsctl.sandbox.lab.registry import Registry
 
         self.workdir = Path(self.workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +84,13 @@ class Lab:
             self.progress("starting the registry (Harbor stand-in)")
             self.registry = Registry(self.workdir / "registry").start()
             self._stack.append(self.registry.close)
-            self.node_port, self.backend_port = free_port(), free_port()
+            if self.seed is None:
+                self.seed = sandbox_seed(self.source)
+            self.ports = {name: free_port() for name in self.seed.port_names()}
             self.compose_project = f"lab{secrets.token_hex(3)}"
             self._write_client_files()
             self._start_vm()
-            self.progress("seeding the git remote from clusters/ and examples/")
+            self.progress("seeding the git remote")
             self._seed_remote()
             self._push_seed_images()
             self._start_cluster()
@@ -150,7 +146,7 @@ class Lab:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
     def _start_vm(self) -> None:
-        from gitopsctl.harness.sshd import start_sshd
+        from gitopsctl.sandbox.lab.sshd import start_sshd
 
         self.progress("starting the VM (sshd on 127.0.0.2)")
         venv_bin = Path(sys.executable).parent
@@ -158,126 +154,85 @@ class Lab:
             "DOCKER_HOST": self.engine.docker_host,
             "DOCKER_CONFIG": str(self.workdir / "vm" / "docker"),
             "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-            "BACKEND_PORT": str(self.backend_port), "NO_COLOR": "1"})
+            **self._seed_vm_env(), "NO_COLOR": "1"})
         self._stack.append(self.sshd.stop)
         self.vm_checkout = self.workdir / "vm" / "homelab"
 
+    def _seed_vm_env(self) -> dict[str, str]:
+        return {key: fill(value, self.registry.url, self.ports) for key, value in self.seed.vm_env.items()}
+
     def config_text(self) -> str:
+        """gitopsctl.yaml, version 2: the seed's services and targets, placed on this machine."""
+        seeded = json.loads(fill(json.dumps(self.seed.config), self.registry.url, self.ports))
         venv_bin = Path(sys.executable).parent
-        kube = {
-            "kubeconfig": str(self.workdir / "kube" / "kubeconfig"),
-            "git_repository": {"name": "flux-system", "namespace": "flux-system"},
-            "kustomization": {"name": "apps", "namespace": "flux-system"},
-            "deployment": {"name": "frontend", "namespace": "default"},
-            "health_url": f"http://127.0.0.1:{self.node_port}/healthz",
+        # Where each kind of target is on this machine: one cluster (the emulator, whose
+        # GitRepository is flux-system) and one VM; the seed says what runs there.
+        placed = {
+            "kubernetes": {"kubeconfig": str(self.workdir / "kube" / "kubeconfig"),
+                           "git_repository": {"name": "flux-system", "namespace": "flux-system"}},
+            "vm": {"host": self.sshd.host, "port": self.sshd.port, "user": self.sshd.user,
+                   "identity_file": str(self.sshd.client_key), "known_hosts": str(self.sshd.known_hosts),
+                   "checkout": str(self.vm_checkout), "compose_project": self.compose_project,
+                   "unseal_key": str(self.vm_key), "remote_command": str(venv_bin / "gitopsctl")},
         }
-        if (self.workdir / "git" / "work" / "clusters").exists() and self._has_automation():
-            kube["image_update_automation"] = {"name": "homelab", "namespace": "flux-system"}
+        targets = seeded.get("targets") or {}
+        kinds = [t.get("kind") for t in targets.values()]
+        if kinds.count("vm") > 1:
+            raise ValueError("a lab has one VM: the seed may name one target of kind vm")
         doc = {
-            "version": 1,
+            "version": 2,
             "registry": {"url": self.registry.url, "project": "homelab", "insecure": True},
             "git": {"remote": "origin", "branch": "main"},
-            "services": {
-                "frontend": {"image": "frontend", "context": "examples/frontend",
-                             "target": "kubernetes", "policy": "flux-system:frontend",
-                             "paths": [FRONTEND_APP]},
-                "backend": {"image": "backend", "context": "examples/backend", "target": "vm",
-                            "policy": "flux-system:backend", "paths": ["clusters/homelab/backend-vm"]},
-            },
-            "targets": {
-                "kubernetes": kube,
-                "vm": {"host": self.sshd.host, "port": self.sshd.port, "user": self.sshd.user,
-                       "identity_file": str(self.sshd.client_key),
-                       "known_hosts": str(self.sshd.known_hosts),
-                       "checkout": str(self.vm_checkout), "compose_file": COMPOSE_FILE,
-                       "compose_project": self.compose_project,
-                       "env_file": ".gitopsctl/backend.env", "sealed_secrets": [SEALED_FILE],
-                       "unseal_key": str(self.vm_key),
-                       "remote_command": str(venv_bin / "gitopsctl"),
-                       "health_url": f"http://127.0.0.1:{self.backend_port}/healthz"},
-            },
-            "stage": {"order": ["frontend", "backend"], "delay": self.settings.stage_delay},
+            "services": seeded.get("services") or {},
+            "targets": {name: {**target, **placed.get(target.get("kind"), {})}
+                        for name, target in targets.items()},
+            "stage": {**(seeded.get("stage") or {}), "delay": self.settings.stage_delay},
             "timeouts": {"failure": self.settings.failure_timeout, "http": 2,
                          "ssh_connect": 5, "healthy_samples": self.settings.healthy_samples},
         }
-        header = ("# The sandbox homelab: every service runs on this machine (see gitopsctl/harness/lab.py).\n")
+        header = ("# A lab homelab: every service runs on this machine (see gitopsctl/sandbox/lab/lab.py).\n")
         return header + json.dumps(doc, indent=2) + "\n"
 
-    def _has_automation(self) -> bool:
-        from gitopsctl import automation
+    def config(self):
+        """The CI clone's gitopsctl.yaml, loaded as gitopsctl loads it (no environment overrides)."""
+        from gitopsctl import config as configmod
 
-        return automation.find(self.workdir / "git" / "work" / "clusters", "homelab", "flux-system") is not None
+        return configmod.load(self.ci / configmod.CONFIG_FILENAME, environ={})
 
     def _seed_remote(self) -> None:
-        from gitopsctl.harness.gitremote import make_git_remote
+        from gitopsctl.sandbox.lab.gitremote import make_git_remote
 
         staging = self.workdir / "seed"
         if staging.exists():
             shutil.rmtree(staging)
-        for rel in SEED_DIRS:
-            shutil.copytree(self.source / rel, staging / rel,
-                            ignore=shutil.ignore_patterns("__pycache__", ".gitopsctl"))
-        self._adapt(staging)
+        for rel, source in self.seed.tree.items():
+            dest = staging / rel
+            if Path(source).is_dir():
+                shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", ".gitopsctl"))
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+        fill_tree(staging, self.registry.url, self.ports)
+        if self.seed.adapt is not None:
+            self.seed.adapt(self, staging)
         files = {".gitignore": ".gitopsctl/\n", "README.md": "A gitopsctl sandbox homelab.\n"}
-        self.remote = make_git_remote(self.workdir / "git", {p: staging / p for p in ("clusters", "examples")},
-                                      files=files, message="homelab: initial import")
-        # The config names the automation only if the seeded clusters/ has one.
+        self.remote = make_git_remote(self.workdir / "git", {p.name: p for p in staging.iterdir()},
+                                      files={k: v for k, v in files.items() if not (staging / k).exists()},
+                                      message="homelab: initial import")
         self.remote.write({"gitopsctl.yaml": self.config_text()})
         self.remote.commit_all("homelab: gitopsctl.yaml for the sandbox")
         self.remote.push()
         self.ci = self.remote.clone(self.workdir / "ci")
         self.remote.clone(self.vm_checkout)
 
-    def _adapt(self, staging: Path) -> None:
-        """The only differences between clusters/homelab and the sandbox's copy of it."""
-        from gitopsctl import sealed
-
-        for path in (staging / "clusters").rglob("*.y*ml"):
-            text = path.read_text()
-            new = text.replace("harbor.lan", self.registry.url)
-            if path.name == "service.yaml" and "frontend" in str(path.parent):
-                new = new.replace(f"nodePort: {DEFAULT_NODE_PORT}", f"nodePort: {self.node_port}")
-            if path.name == "docker-compose.yml":
-                # A sandbox has no patience to spare: probe every second from the start.
-                new = re.sub(r"(?m)^(\s+)interval: \S+$", r"\1interval: 1s", new)
-                new = re.sub(r"(?m)^(\s+)start_period: \S+$", r"\1start_period: 0s", new)
-            if new != text:
-                path.write_text(new)
-        sealed_path = staging / SEALED_FILE
-        secret = {"apiVersion": "v1", "kind": "Secret",
-                  "metadata": {"name": "backend-secrets", "namespace": "backend"},
-                  "stringData": {"API_TOKEN": secrets.token_urlsafe(16)}}
-        manifest = sealed.seal_secret(secret, sealed.load_public_key(self.vm_cert.read_bytes()),
-                                      scope="strict")
-        sealed_path.parent.mkdir(parents=True, exist_ok=True)
-        sealed_path.write_text(sealed.dump_manifest(manifest))
-
     def _push_seed_images(self) -> None:
-        """Build examples/ and push them under the references the seeded manifests name."""
-        from gitopsctl import setters
-        from gitopsctl.imageref import parse_reference
+        from gitopsctl.sandbox.lab.seed import push_seed_images
 
-        wanted: dict[str, str] = {}
-        for path in setters.yaml_files([self.ci / "clusters"]):
-            for marker in setters.scan_file(path).markers:
-                if marker.field == "image":
-                    wanted.setdefault(marker.policy.split(":")[1], marker.value)
-        auth = {"username": self.registry.username, "password": self.registry.password}
-        for service, ref in wanted.items():
-            self.progress(f"building the seed {service} image {ref}")
-            parsed = parse_reference(ref)
-            repository, tag = parsed.name, parsed.tag or "latest"
-            self.client.images.build(path=str(self.ci / "examples" / service), tag=f"{repository}:{tag}",
-                                     rm=True, buildargs={"BASE_IMAGE": self.base_image,
-                                                         "SOURCE_SHA": "seed"})
-            errors = [e["error"] for e in self.client.api.push(repository, tag=tag, stream=True,
-                                                                decode=True, auth_config=auth)
-                      if "error" in e]
-            if errors:
-                raise ExternalError(f"cannot push the seed image {ref}: {errors[-1]}")
+        push_seed_images(self.config(), self.ci, self.client, self.registry,
+                         base_image=self.base_image, progress=self.progress)
 
     def _start_cluster(self) -> None:
-        from gitopsctl.harness.kube import FluxOptions, KubeEmulator
+        from gitopsctl.sandbox.lab.kube import FluxOptions, KubeEmulator
 
         self.progress("starting the Kubernetes API emulator and cluster simulator")
         auth = {self.registry.url: {"username": self.registry.username,
@@ -290,10 +245,21 @@ class Lab:
         self.kube.start()
         self._stack.append(self.kube.stop)
         self.kube.add_git_repository("flux-system", url=self.remote.url, branch="main")
-        self.kube.add_kustomization("apps", path=f"./{FRONTEND_APP}", wait=True,
-                                    timeout=self.settings.kustomization_timeout)
+        # What the cluster's root Kustomization would create from the repository's manifests.
+        manifests = flux_kustomizations(self.ci)
+        for target_name, target in self.config().targets_of_kind("kubernetes").items():
+            for ref in target.kustomizations:
+                spec = manifests.get((ref.namespace, ref.name)) or {}
+                if not spec.get("path"):
+                    raise ExternalError(f"targets.{target_name} names Kustomization {ref.namespace}/"
+                                        f"{ref.name}, but no manifest in the seeded tree gives it a path",
+                                        hint="add a kustomize.toolkit.fluxcd.io/v1 Kustomization with "
+                                             "spec.path to the seed")
+                self.kube.add_kustomization(ref.name, namespace=ref.namespace, path=spec["path"],
+                                            wait=bool(spec.get("wait", False)),
+                                            timeout=self.settings.kustomization_timeout)
         try:
-            self._wait_http(self.frontend_url, 90, "the seeded frontend never became healthy")
+            self._wait_seed_healthy("kubernetes", 90)
         except ExternalError as exc:
             raise ExternalError(f"{exc.message}; cluster: {self.cluster_summary()}") from None
 
@@ -303,9 +269,24 @@ class Lab:
         if result.returncode != 0:
             raise ExternalError("the sandbox VM's first sync failed: "
                                 + (result.stderr.strip().splitlines() or ["?"])[-1])
-        self._wait_http(self.backend_url, 60, "the seeded backend never became healthy")
+        self._wait_seed_healthy("vm", 60)
+
+    def _wait_seed_healthy(self, kind: str, seconds: float) -> None:
+        from gitopsctl.sandbox.lab.seed import wait_seed_healthy
+
+        wait_seed_healthy(self.config(), kind, seconds)
 
     # ------------------------------------------------------------- using it
+
+    @property
+    def node_port(self) -> int:
+        """The sandbox homelab's frontend NodePort."""
+        return self.ports["frontend"]
+
+    @property
+    def backend_port(self) -> int:
+        """The sandbox homelab's backend port on the VM."""
+        return self.ports["backend"]
 
     @property
     def frontend_url(self) -> str:
@@ -329,7 +310,7 @@ class Lab:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GITOPSCTL_", "DOCKER_"))}
         env.update({"DOCKER_HOST": self.engine.docker_host,
                     "DOCKER_CONFIG": str(self.workdir / "vm" / "docker"),
-                    "BACKEND_PORT": str(self.backend_port), "NO_COLOR": "1"})
+                    **self._seed_vm_env(), "NO_COLOR": "1"})
         return env
 
     def gitopsctl(self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
@@ -341,7 +322,7 @@ class Lab:
 
     def commit_app_change(self, files: Mapping[str, str], message: str) -> str:
         """A developer pushes an app change; returns the source SHA the pipeline builds."""
-        from gitopsctl.harness.gitremote import git
+        from gitopsctl.sandbox.lab.gitremote import git
 
         git(self.remote.work, "pull", "-q", "--ff-only", "origin", "main")
         self.remote.write(files)
@@ -368,7 +349,7 @@ class Lab:
 
     def cluster_summary(self) -> str:
         """One line per Flux object and pod: what a human would ask kubectl for."""
-        from gitopsctl.harness.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, PODS
+        from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, PODS
 
         if self.kube is None:
             return "no cluster"
@@ -386,13 +367,3 @@ class Lab:
             lines.append(f"pod {pod['metadata']['name']}: {pod.get('status', {}).get('phase')} {states}")
         errors = getattr(self.kube.simulator, "errors", [])
         return "; ".join(lines + [f"simulator error: {e}" for e in errors[-3:]])
-
-    @staticmethod
-    def _wait_http(url: str, seconds: float, why: str) -> None:
-        from gitopsctl.health import probe_http
-
-        deadline = time.monotonic() + seconds
-        while not probe_http(url, timeout=1).ok:
-            if time.monotonic() > deadline:
-                raise ExternalError(f"{why} ({url})")
-            time.sleep(0.2)
