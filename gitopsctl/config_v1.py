@@ -12,27 +12,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from gitopsctl.config import (_POLICY_RE, Config, Git, HealthCheck, KubernetesTarget, ObjectRef,
+from gitopsctl.config import (Config, Git, HealthCheck, KubernetesTarget, ObjectRef,
                               Registry, Service, Stage, Timeouts, VMTarget, Workload, meta)
 from gitopsctl.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class ServiceV1:
-    image: str = field(metadata=meta("Repository name under registry/project", "frontend",
-                                     pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$"))
-    context: str = field(metadata=meta("Build context, relative to the repository root",
-                                       "examples/frontend"))
-    target: str = field(metadata=meta("Where the service runs", "kubernetes",
-                                      choices=("kubernetes", "vm")))
-    policy: str = field(metadata=meta(
-        "Flux ImagePolicy NAMESPACE:NAME that setter markers for this service name",
-        "flux-system:frontend", pattern=_POLICY_RE))
-    paths: tuple[str, ...] = field(metadata=meta(
-        "Files or directories (repo-relative) whose setter markers bump edits",
-        ["clusters/homelab/apps/frontend"]))
-    dockerfile: str = field(default="Dockerfile", metadata=meta(
-        "Dockerfile, relative to the context", "Dockerfile"))
 
 
 @dataclass(frozen=True)
@@ -51,25 +33,33 @@ class KubernetesTargetV1:
         "Flux ImageUpdateAutomation writing the same fields; rollback suspends it"))
 
 
-def _vm_fields() -> list:
-    """Version 2's VM target without `kind`, with the one health URL version 1 had."""
-    hints = typing.get_type_hints(VMTarget)
-    out = []
-    for f in dataclasses.fields(VMTarget):
-        if f.name == "kind":
+def _derived(name: str, base: type, *, drop: tuple[str, ...] = (), replace: dict | None = None,
+             after: dict | None = None) -> type:
+    """A version 1 section as the version 2 one it became: `drop` the keys v1 did not have,
+    `replace` a field's (type, field) where v1 said otherwise, add `after[key]` fields after key."""
+    hints = typing.get_type_hints(base)
+    fields = []
+    for f in dataclasses.fields(base):
+        if f.name in drop:
             continue
-        extra = {"default": f.default} if f.default is not dataclasses.MISSING else \
-            {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {}
-        out.append((f.name, hints[f.name], field(metadata=f.metadata, **extra)))
-        if f.name == "compose_file":
-            out.append(("health_url", str, field(metadata=meta(
-                "HTTP URL that answers 2xx when the backend is healthy", "http://backend.lan:8080/healthz",
-                pattern=r"^https?://\S+$"))))
-    return out
+        if f.name in (replace or {}):
+            fields.append((f.name, *replace[f.name]))
+        else:
+            extra = {"default": f.default} if f.default is not dataclasses.MISSING else \
+                {"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING else {}
+            fields.append((f.name, hints[f.name], field(metadata=f.metadata, **extra)))
+        fields.extend((after or {}).get(f.name, ()))
+    cls = dataclasses.make_dataclass(name, fields, frozen=True)
+    cls.__module__ = __name__
+    return cls
 
 
-VMTargetV1 = dataclasses.make_dataclass("VMTargetV1", _vm_fields(), frozen=True)
-VMTargetV1.__module__ = __name__
+ServiceV1 = _derived("ServiceV1", Service, drop=("workloads", "compose_services", "health"), replace={
+    "target": (str, field(metadata=meta("Where the service runs", "kubernetes", choices=("kubernetes", "vm"))))})
+
+VMTargetV1 = _derived("VMTargetV1", VMTarget, drop=("kind",), after={"compose_file": [(
+    "health_url", str, field(metadata=meta("HTTP URL that answers 2xx when the backend is healthy",
+                                           "http://backend.lan:8080/healthz", pattern=r"^https?://\S+$")))]})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from gitopsctl.sandbox.lab.kube import KubeEmulator
 from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
 from gitopsctl.sandbox.lab.ports import free_port
 from gitopsctl.targets.kubernetes import KubeTarget
+
+from tests.fixtures.manifests import workload
 from tests.fixtures.configs import kube_target, service, v2_text
 
 pytestmark = pytest.mark.e2e
@@ -49,20 +51,6 @@ def image(docker_client, base_image, registry) -> str:
     return ref
 
 
-def workload(kind: str, name: str, image: str, port: int, mode: str, release: str) -> dict:
-    container = {"name": "app", "image": image, "ports": [{"name": "http", "containerPort": port}],
-                 "env": [{"name": "PORT", "value": str(port)}, {"name": "FAIL_MODE", "value": mode},
-                         {"name": "RELEASE", "value": release},
-                         {"name": "LISTEN", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                                    "failureThreshold": 1}}
-    spec: dict = {"selector": {"matchLabels": {"app": name}},
-                  "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}}
-    if kind == "StatefulSet":
-        spec.update(serviceName=name, replicas=2)
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
 class Homelab:
     def __init__(self, kube: KubeEmulator, remote, image: str, tmp: Path, tcp_address: str):
         self.kube, self.remote, self.image, self.tmp = kube, remote, image, tmp
@@ -82,7 +70,8 @@ class Homelab:
     def push(self, crash: str = "") -> str:
         """A new release of both workloads; `crash` names the one whose pods crash at start."""
         self.release += 1
-        docs = [workload(kind, name, self.image, self.port, "crash" if crash == name else "none", str(self.release))
+        docs = [workload(kind, name, self.image, port=self.port, mode="crash" if crash == name else "none",
+                         release=str(self.release), replicas=2)
                 for kind, name in (("StatefulSet", "db"), ("DaemonSet", "agent"))]
         self.remote.write({f"{APP}/workloads.yaml": "\n---\n".join(json.dumps(d) for d in docs) + "\n"})
         sha = self.remote.commit_all(f"release {self.release}")

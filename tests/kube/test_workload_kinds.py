@@ -19,27 +19,14 @@ from gitopsctl.executables import find_tool
 from gitopsctl.sandbox.lab.kube.store import CONTROLLER_REVISIONS, PODS, STATEFULSETS
 from gitopsctl.sandbox.lab.ports import free_port
 
+from tests.fixtures.manifests import workload
+
 NS = "default"
 
 
-def workload_yaml(kind: str, name: str, image: str, *, port: int, mode: str = "none", release: str = "1",
-                  replicas: int = 1, policy: str | None = None, partition: int | None = None) -> str:
-    """A StatefulSet or DaemonSet of the frontend image (JSON, which kubectl reads as YAML)."""
-    container = {"name": "app", "image": image, "ports": [{"name": "http", "containerPort": port}],
-                 "env": [{"name": "PORT", "value": str(port)}, {"name": "FAIL_MODE", "value": mode},
-                         {"name": "RELEASE", "value": release},
-                         {"name": "LISTEN", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                                    "failureThreshold": 1}}
-    spec: dict = {"selector": {"matchLabels": {"app": name}},
-                  "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}}
-    if kind == "StatefulSet":
-        spec.update(serviceName=name, replicas=replicas)
-        if policy:
-            spec["podManagementPolicy"] = policy
-        if partition is not None:
-            spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
-    return json.dumps({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}, indent=1)
+def workload_yaml(kind: str, name: str, image: str, **options) -> str:
+    """tests/fixtures/manifests.workload as JSON, which kubectl reads as YAML."""
+    return json.dumps(workload(kind, name, image, **options), indent=1)
 
 
 # kubectl 1.3x's informers ask for a watch list (sendInitialEvents) and wait for the bookmark
