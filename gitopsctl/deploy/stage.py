@@ -118,9 +118,10 @@ def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan
     revision = gitrepo.resolve_commit(root, gitrepo.remote_ref(config))
     applied: set[str] = set()
     bystanders: list[Failure] = []
+    deadline = time.monotonic() + timeout  # one failure timeout for the whole group
     for plan in plans:
         result.service = plan.service
-        failure = _wait_service(ctx, targets, result, plan.service, revision, timeout, applied, t0)
+        failure = _wait_service(ctx, targets, result, plan.service, revision, deadline, applied, t0)
         if failure is None:
             continue
         if not _bystander(failure):
@@ -180,13 +181,13 @@ def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> No
             step.detail = "no change: the image was already in git"
 
 
-def _wait_service(ctx, targets, result: StageResult, service: str, revision: str, timeout: float,
+def _wait_service(ctx, targets, result: StageResult, service: str, revision: str, deadline: float,
                   applied: set[str], t0: float) -> Failure | None:
     rep = ctx.reporter
     with Timed(result, f"{service} healthy") as step:
         rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
-                    f"(deadline {timeout:.0f}s)")
-        report = apply_and_wait(targets, service, revision, time.monotonic() + timeout, applied)
+                    f"(deadline in {max(0.0, deadline - time.monotonic()):.0f}s)")
+        report = apply_and_wait(targets, service, revision, deadline, applied)
         step.data = report.to_dict()
         if report.healthy:
             rep.success(f"{service} healthy, {time.monotonic() - t0:.1f}s into the stage")

@@ -202,6 +202,7 @@ class FakeTarget:
     def wait_healthy(self, revision: str, deadline: float) -> HealthReport:
         assert deadline > time.monotonic(), "the engine passes a deadline in the future"
         self.owner.calls.append(("wait", self.service, revision))
+        self.owner.deadlines[self.service] = deadline
         step = self.script.pop(0) if self.script else "healthy"
         if step == "kill":
             raise Killed()
@@ -228,6 +229,7 @@ class FakeTargets:
                  later: dict[str, str] | None = None, apply_fails: set[str] | None = None):
         self.lab = lab
         self.calls: list[tuple] = []
+        self.deadlines: dict[str, float] = {}  # service -> the deadline its wait was given
         self.later = dict(later or {})          # service -> verdict of one look
         self.apply_fails = set(apply_fails or ())
         self._targets = {s: FakeTarget(s, t, self, list((scripts or {}).get(s, [])))

@@ -76,6 +76,19 @@ def test_slow_targets_are_waited_for(lab_factory):
     assert healthy["api healthy"].elapsed < 0.2
 
 
+def test_a_group_shares_one_failure_deadline_and_the_next_group_gets_its_own(lab_factory):
+    lab = lab_factory(*KUBE_AND_VM, [["web"], ["api", "worker"]])
+    source = lab.app_commit("v2")
+    targets = FakeTargets(lab, {"api": ["slow"]})
+
+    result = stage(lab.context(), targets, source=source, delay=0, timeout=30, allow_unbuilt=True)
+
+    assert result.exit_code == EXIT_OK, result.to_dict()
+    # worker waits after a slow api, yet by the same clock: the timeout is the group's
+    assert targets.deadlines["api"] == targets.deadlines["worker"]
+    assert targets.deadlines["api"] > targets.deadlines["web"]
+
+
 def test_a_rerun_of_a_deployed_source_writes_nothing(lab_factory):
     lab = lab_factory(*KUBE_AND_VM, [["web"], ["api", "worker"]])
     source = lab.app_commit("v2")
