@@ -357,7 +357,8 @@ class Stage:
 @dataclass(frozen=True)
 class Timeouts:
     failure: float = field(default=300.0, metadata=meta(
-        "Deadline for a target to become healthy after a deploy", "5m",
+        "Deadline for a stage group (every service in it) to become healthy after a deploy, "
+        "and for each service after a rollback", "5m",
         duration=True, minimum=1, maximum=7200))
     http: float = field(default=5.0, metadata=meta("Timeout of one HTTP or TCP health probe", "5s",
                                                     duration=True, minimum=0.1, maximum=300))
