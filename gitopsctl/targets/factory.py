@@ -27,6 +27,7 @@ class ConfiguredTargets:
         self.repo_path = repo_path
         self._built: dict[str, Target] = {}      # by service
         self._vms: dict[str, Any] = {}           # VMTarget by target name, shared by its services
+        self._applies: dict[str, dict] = {}      # a Kubernetes target's apply state, by target name
 
     def target_name(self, service: str) -> str:
         return self.config.service(service).target
@@ -45,7 +46,8 @@ class ConfiguredTargets:
 
             contains = _contains(self.config, self.repo_path) if self.repo_path is not None else None
             return KubeTarget.from_config(self.config, service, progress=self.progress,
-                                          environ=self.environ, contains=contains)
+                                          environ=self.environ, contains=contains,
+                                          applies=self._applies.setdefault(name, {}))
         if name not in self._vms:
             from gitopsctl.targets.vm import VMTarget
 

@@ -57,7 +57,8 @@ class KubeTarget:
                  health: tuple[HealthCheck, ...] | None = None, name: str = "frontend", branch: str = "main",
                  http_timeout: float = 5.0, healthy_samples: int = 3, kube: KubeApi | None = None,
                  environ: Mapping[str, str] | None = None, progress: Progress | None = None,
-                 contains: Callable[[str, str], bool] | None = None, target_name: str = "kubernetes"):
+                 contains: Callable[[str, str], bool] | None = None, target_name: str = "kubernetes",
+                 applies: dict | None = None):
         import os
 
         self.name = name
@@ -77,17 +78,25 @@ class KubeTarget:
         self.progress = progress or _quiet
         self._kube = kube
         self._environ = environ if environ is not None else os.environ
-        self._applied: tuple[str, str] | None = None  # (sha, token) of the last apply()
+        # What apply() did is the target's, not the service's: services of one stage group on
+        # this target are applied once and judged against that one reconcile request.
+        self._applies = applies if applies is not None else {}
         # contains(newer, ours): does commit `newer` include `ours`? When the branch moved on
         # after our push (another pipeline, a developer), Flux applies the newer commit, which
         # still carries our change; without this hook only our exact commit counts.
         self.contains = contains
-        self._moved: dict[str, str] = {}  # our sha -> the newer sha Flux applied instead
+        self._moved: dict[str, str] = self._applies.setdefault("moved", {})  # our sha -> the newer sha Flux applied
+
+    @property
+    def _applied(self) -> tuple[str, str] | None:
+        """(sha, token) of the last apply() of this target, by any of its services."""
+        return self._applies.get("last")
 
     @classmethod
     def from_config(cls, config: Config, service: str, *, progress: Progress | None = None,
                     environ: Mapping[str, str] | None = None,
-                    contains: Callable[[str, str], bool] | None = None) -> "KubeTarget":
+                    contains: Callable[[str, str], bool] | None = None,
+                    applies: dict | None = None) -> "KubeTarget":
         settings = config.target_of(service)
         svc = config.service(service)
         if settings.kind != "kubernetes":
@@ -95,7 +104,8 @@ class KubeTarget:
                               "not a Kubernetes one", hint=f"check services.{service}.target in {config.path}")
         return cls(settings, workloads=svc.workloads, health=svc.health, name=service, branch=config.git.branch,
                    http_timeout=config.timeouts.http, healthy_samples=config.timeouts.healthy_samples,
-                   environ=environ, progress=progress, contains=contains, target_name=svc.target)
+                   environ=environ, progress=progress, contains=contains, target_name=svc.target,
+                   applies=applies)
 
     @property
     def kube(self) -> KubeApi:
@@ -120,7 +130,7 @@ class KubeTarget:
             # In order: a later one may depend on an earlier one (spec.dependsOn).
             sha = self._reconcile(flux.KUSTOMIZE_GROUP, flux.KUSTOMIZE_VERSION, flux.KUSTOMIZATIONS, "Kustomization",
                                   ks, sha, token, deadline, started, flux.kustomization_verdict)
-        self._applied = (sha, token)
+        self._applies["last"] = (sha, token)
 
     def _reconcile(self, group: str, version: str, plural: str, kind: str, ref: ObjectRef, sha: str,
                    token: str, deadline: float, started: float,

@@ -26,3 +26,18 @@ def test_an_unknown_service_names_the_known_ones(lab_factory):
     with pytest.raises(ConfigError) as info:
         ConfiguredTargets(lab.context().config).for_service("nope")
     assert "api" in info.value.hint
+
+
+def test_services_on_one_kubernetes_target_share_what_its_apply_did(lab_factory):
+    lab = lab_factory({"web": "cluster", "admin": "cluster", "edge": "other"},
+                      {"cluster": "kubernetes", "other": "kubernetes"}, [["web", "admin"], ["edge"]])
+    targets = production_targets(lab.context())
+
+    web, admin, edge = (targets.for_service(s) for s in ("web", "admin", "edge"))
+
+    # The engine applies a target once per group: the service not applied through judges
+    # Flux against the same reconcile request (and the same moved-on branch).
+    web._applies["last"] = ("a" * 40, "token-1")
+    assert admin._applied == ("a" * 40, "token-1") and edge._applied is None
+    assert web._moved is admin._moved and web._moved is not edge._moved
+    assert [w.name for w in web.workloads] == ["web"] and [w.name for w in admin.workloads] == ["admin"]
