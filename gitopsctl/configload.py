@@ -303,79 +303,70 @@ class _Loader:
                       choices[0], value)
 
 
+def _refuse(key: str, problem: str, location: Location | None, hint: str) -> typing.NoReturn:
+    raise ConfigError(f"{key}: {problem}", location=location, hint=hint, details={"key": key})
+
+
 def _cross_check(config: Config, data: dict, loader: _Loader) -> None:
     """What one section says about another: stage names, targets, kinds of checks."""
+    _check_stage(config, data, loader)
     services = data.get("services") or {}
-    stage = data.get("stage") if isinstance(data.get("stage"), dict) else {}
-    order = stage.get("order")
-    seen: set[str] = set()
-    for i, group in enumerate(config.stage.groups):
-        for name in group:
-            node = order[i] if isinstance(order, list) and isinstance(order[i], list) else order
-            where = (node, group.index(name)) if isinstance(node, list) and node is not order \
-                else ((order, i) if isinstance(order, list) else (data, "stage"))
-            key = f"stage.order[{i}]"
-            if name not in config.services:
-                raise ConfigError(f"{key}: unknown service {name!r}", location=loader.where(*where),
-                                  hint=f"use one of: {', '.join(config.services)}",
-                                  details={"key": key})
-            if name in seen:
-                raise ConfigError(f"{key}: service {name!r} is in the stage order twice",
-                                  location=loader.where(*where),
-                                  hint="list every service once; a group is one list item",
-                                  details={"key": key})
-            seen.add(name)
     for name, svc in config.services.items():
-        node = services.get(name)
+        node = services.get(name) if isinstance(services.get(name), dict) else {}
         key = f"services.{name}"
         if svc.target not in config.targets:
-            raise ConfigError(f"{key}.target: target {svc.target!r} is not configured",
-                              location=loader.where(node, "target"),
-                              hint=f"add `targets.{svc.target}:` with a `kind:`, or use one of: "
-                                   f"{', '.join(config.targets) or '(none yet)'}",
-                              details={"key": f"{key}.target"})
+            _refuse(f"{key}.target", f"target {svc.target!r} is not configured", loader.where(node, "target"),
+                    f"add `targets.{svc.target}:` with a `kind:`, or use one of: "
+                    f"{', '.join(config.targets) or '(none yet)'}")
         kind = config.targets[svc.target].kind
-        if kind == "kubernetes":
-            if not svc.workloads:
-                raise ConfigError(f"{key}.workloads: a service on Kubernetes target {svc.target!r} "
-                                  "needs at least one workload to follow", location=loader.where(data["services"], name, value=False),
-                                  hint="add `workloads: [{kind: Deployment, name: NAME, namespace: NS}]`",
-                                  details={"key": f"{key}.workloads"})
-            if svc.compose_services:
-                raise ConfigError(f"{key}.compose_services: only services on a VM target own compose "
-                                  f"services; {svc.target!r} is a Kubernetes target",
-                                  location=loader.where(node, "compose_services"),
-                                  hint="follow Kubernetes objects with `workloads:` instead",
-                                  details={"key": f"{key}.compose_services"})
-        else:
-            if svc.workloads:
-                raise ConfigError(f"{key}.workloads: only services on a Kubernetes target follow "
-                                  f"workloads; {svc.target!r} is a VM target",
-                                  location=loader.where(node, "workloads"),
-                                  hint="name the compose services it owns with `compose_services:`",
-                                  details={"key": f"{key}.workloads"})
+        if kind == "kubernetes" and not svc.workloads:
+            _refuse(f"{key}.workloads", f"a service on Kubernetes target {svc.target!r} needs at least one "
+                    "workload to follow", loader.where(services, name, value=False),
+                    "add `workloads: [{kind: Deployment, name: NAME, namespace: NS}]`")
+        if kind == "kubernetes" and svc.compose_services:
+            _refuse(f"{key}.compose_services", "only services on a VM target own compose services; "
+                    f"{svc.target!r} is a Kubernetes target", loader.where(node, "compose_services"),
+                    "follow Kubernetes objects with `workloads:` instead")
+        if kind == "vm" and svc.workloads:
+            _refuse(f"{key}.workloads", f"only services on a Kubernetes target follow workloads; "
+                    f"{svc.target!r} is a VM target", loader.where(node, "workloads"),
+                    "name the compose services it owns with `compose_services:`")
         for i, check in enumerate(svc.health):
+            where = loader.where(node.get("health"), i)
             if check.kind == "compose" and kind != "vm":
-                raise ConfigError(f"{key}.health[{i}]: a compose check needs a VM target; "
-                                  f"{svc.target!r} is a Kubernetes target",
-                                  location=loader.where(node.get("health"), i) if isinstance(node, dict) else None,
-                                  hint="use an http or tcp check", details={"key": f"{key}.health[{i}]"})
-            if check.kind == "compose" and svc.compose_services and \
-                    check.compose not in svc.compose_services:
-                raise ConfigError(f"{key}.health[{i}]: compose service {check.compose!r} is not one "
-                                  f"of the service's compose_services", location=loader.where(node.get("health"), i),
-                                  hint=f"use one of: {', '.join(svc.compose_services)}",
-                                  details={"key": f"{key}.health[{i}]"})
+                _refuse(f"{key}.health[{i}]", f"a compose check needs a VM target; {svc.target!r} is a "
+                        "Kubernetes target", where, "use an http or tcp check")
+            if check.kind == "compose" and svc.compose_services and check.compose not in svc.compose_services:
+                _refuse(f"{key}.health[{i}]", f"compose service {check.compose!r} is not one of the "
+                        "service's compose_services", where, f"use one of: {', '.join(svc.compose_services)}")
     owners: dict[tuple[str, str], str] = {}
     for name, svc in config.services.items():
         for i, compose_service in enumerate(svc.compose_services):
             other = owners.setdefault((svc.target, compose_service), name)
             if other != name:
-                raise ConfigError(f"services.{name}.compose_services[{i}]: compose service "
-                                  f"{compose_service!r} is already owned by service {other!r}",
-                                  location=loader.where(services[name].get("compose_services"), i),
-                                  hint="each compose service belongs to one gitopsctl service",
-                                  details={"key": f"services.{name}.compose_services[{i}]"})
+                _refuse(f"services.{name}.compose_services[{i}]", f"compose service {compose_service!r} "
+                        f"is already owned by service {other!r}",
+                        loader.where(services[name].get("compose_services"), i),
+                        "each compose service belongs to one gitopsctl service")
+
+
+def _check_stage(config: Config, data: dict, loader: _Loader) -> None:
+    """Every name in stage.order is a service, and none is there twice."""
+    stage = data.get("stage") if isinstance(data.get("stage"), dict) else {}
+    order = stage.get("order")
+    seen: set[str] = set()
+    for i, group in enumerate(config.stage.groups):
+        for name in group:
+            item = order[i] if isinstance(order, list) else None
+            where = (item, group.index(name)) if isinstance(item, list) else \
+                (order, i) if isinstance(order, list) else (data, "stage")
+            if name not in config.services:
+                _refuse(f"stage.order[{i}]", f"unknown service {name!r}", loader.where(*where),
+                        f"use one of: {', '.join(config.services)}")
+            if name in seen:
+                _refuse(f"stage.order[{i}]", f"service {name!r} is in the stage order twice",
+                        loader.where(*where), "list every service once; a group is one list item")
+            seen.add(name)
 
 
 def _describe(value: Any) -> str:
