@@ -63,6 +63,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from gitopsctl import yamlsafe
 from gitopsctl.errors import ExternalError, GitopsctlError, InputError, Location
+from gitopsctl.fsutil import write_atomic
 from gitopsctl.imageref import ImageReference
 
 TOKEN = "$imagepolicy"
@@ -749,14 +750,6 @@ def service_scope(config, service: str) -> list[str]:
 
 def _repo_relative(path: str) -> str:
     return posixpath.normpath(path.replace("\\", "/"))
-
-
-def write_atomic(path: Path, text: str, *, expected: str | None = None) -> None:
-    """gitopsctl.fsutil.write_atomic (never a link, never through one; `expected` must
-    still be the file's content), under the name the setters' callers know."""
-    from gitopsctl.fsutil import write_atomic as write
-
-    write(Path(path), text, expected=expected)
 
 
 def write_plans(plans: Sequence[FilePlan]) -> None:

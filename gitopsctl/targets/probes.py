@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitopsctl.health import Check, TcpResult, probe_check
-from gitopsctl.health import probe_tcp as _probe_tcp
+from gitopsctl.health import Check, probe_check
 
 PROBED_HERE = ("http", "tcp")
-
-
-def probe_tcp(address: str, timeout: float) -> TcpResult:
-    """One TCP connect to host:port; ok when accepted (a result, never an exception)."""
-    return _probe_tcp(address, timeout)
 
 
 def run_check(check: Any, timeout: float) -> Check:

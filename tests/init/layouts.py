@@ -128,24 +128,7 @@ def flux2_layout(root: Path) -> Path:
     kustomize `images:`, so its StatefulSet is found by the image name.
     """
     files = {
-        "clusters/production/flux-system/gotk-components.yaml":
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n",
-        "clusters/production/flux-system/gotk-sync.yaml": """\
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m
-  ref:
-    branch: trunk
-  url: ssh://git@git.lan/homelab/fleet.git
----
-""" + _flux_kustomization("flux-system", "./clusters/production"),
-        "clusters/production/flux-system/kustomization.yaml":
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            "resources:\n  - gotk-components.yaml\n  - gotk-sync.yaml\n",
+        **_bootstrap("production", branch="trunk"),
         "clusters/production/infrastructure.yaml":
             _flux_kustomization("infrastructure", "./infrastructure"),
         "clusters/production/apps.yaml":
@@ -213,7 +196,7 @@ def unmarked_layout(root: Path) -> Path:
     })
 
 
-def _bootstrap(cluster: str) -> dict[str, str]:
+def _bootstrap(cluster: str, branch: str = "main") -> dict[str, str]:
     """What `flux bootstrap --path=clusters/<cluster>` commits, kept to the objects init reads."""
     base = f"clusters/{cluster}/flux-system"
     return {
@@ -228,10 +211,10 @@ metadata:
 spec:
   interval: 1m
   ref:
-    branch: main
+    branch: {branch}
   url: ssh://git@git.lan/homelab/fleet.git
 ---
-""" + _flux_kustomization("flux-system", f"./clusters/{cluster}"),
+""".format(branch=branch) + _flux_kustomization("flux-system", f"./clusters/{cluster}"),
         f"{base}/kustomization.yaml":
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
             "resources:\n  - gotk-components.yaml\n  - gotk-sync.yaml\n",
