@@ -90,7 +90,11 @@ def validate(obj: Mapping[str, Any], crds: CrdSchemas | None = None) -> list[Vio
         return _custom_violations(obj, _structural_validator(json.dumps(crd, sort_keys=True)))
     builtin = _builtin_validator(api_version, kind)
     if builtin is not None:
-        return _sorted(_violations(builtin, obj))
+        from gitopsctl.kuberouting import ROUTING_RULES
+
+        found = list(_violations(builtin, obj))
+        rules = ROUTING_RULES.get((api_version, kind))
+        return _sorted(found + list(rules(obj)) if rules and not found else found)
     ours = fluxschemas.schema_for(api_version, kind)
     if ours is not None:
         return _custom_violations(obj, _structural_validator(json.dumps(ours, sort_keys=True)))

@@ -181,17 +181,17 @@ def test_an_object_stored_before_validation_can_still_be_patched_ratcheting(emul
 
 
 def test_served_kinds_that_are_not_stored_list_empty_and_refuse_writes(emulator):
-    services = kubectl(emulator, "get", "services", "-A")
-    assert services.returncode == 0 and "No resources found" in services.stderr
+    configmaps = kubectl(emulator, "get", "configmaps", "-A")
+    assert configmaps.returncode == 0 and "No resources found" in configmaps.stderr
     crds = kubectl(emulator, "get", "crds", "-o", "name")
     assert "customresourcedefinition.apiextensions.k8s.io/imageupdateautomations.image.toolkit.fluxcd.io" \
         in crds.stdout.split()
-    invalid = raw(emulator, "POST", "/api/v1/namespaces/default/services",
-                  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"portz": []}},
+    invalid = raw(emulator, "POST", "/api/v1/namespaces/default/configmaps",
+                  {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "dataz": {}},
                   fieldValidation="Strict")
-    assert invalid.status_code == 400 and 'unknown field "spec.portz"' in invalid.json()["message"]
-    valid = raw(emulator, "POST", "/api/v1/namespaces/default/services",
-                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})
+    assert invalid.status_code == 400 and 'unknown field "dataz"' in invalid.json()["message"]
+    valid = raw(emulator, "POST", "/api/v1/namespaces/default/configmaps",
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "data": {"a": "b"}})
     assert valid.status_code == 405
 
 

@@ -71,7 +71,8 @@ def test_get_prints_the_columns_a_cluster_prints(emulator):
     assert rows(ks.stdout)[0][0] == "apps" and rows(ks.stdout)[0][2:] == ["False", "health-check-timeout"]
 
     everything = kubectl(emulator.kubeconfig, "get", "all", "-o", "name")
-    assert everything.stdout.split() == ["pod/frontend-7d9c-x2x4q", "deployment.apps/frontend"]
+    # The `kubernetes` Service the API server keeps in default is part of "all", as on a cluster.
+    assert everything.stdout.split() == ["pod/frontend-7d9c-x2x4q", "service/kubernetes", "deployment.apps/frontend"]
 
 
 def test_get_by_label_and_as_yaml_use_the_plain_api(emulator):

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gitopsctl.sandbox.lab.kube.server import ApiServer, Faults
-from gitopsctl.sandbox.lab.kube.simulator import ClusterSimulator, FluxOptions
+from gitopsctl.sandbox.lab.kube.serviceregistry import ServiceRegistry
+from gitopsctl.sandbox.lab.kube.simulator import ClusterSimulator, FluxOptions, random_network
 from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, Store
 
 __all__ = ["KubeEmulator", "ApiServer", "ClusterSimulator", "Faults", "FluxOptions", "Store"]
@@ -35,6 +36,9 @@ class KubeEmulator:
         self.simulator = ClusterSimulator(self.store, self.workdir / "sim", docker_client=docker_client,
                                           registry_auth=registry_auth, restart_backoff=restart_backoff,
                                           max_backoff=max_backoff, flux=flux) if simulate else None
+        # The API server allocates cluster IPs with or without a cluster behind it.
+        self.registry = self.simulator.registry if self.simulator else ServiceRegistry(self.store,
+                                                                                       random_network()).install()
         self.api = ApiServer(self.store, token=self.token, tls=tls,
                              log_provider=self.simulator.logs if self.simulator else None)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -46,6 +50,7 @@ class KubeEmulator:
     def start(self) -> "KubeEmulator":
         self.api.start()
         self.api.write_kubeconfig(self.kubeconfig)
+        self.registry.ensure_kubernetes_service(self.api.host, self.api.port)
         if self.simulator is not None:
             self.simulator.start()
         return self

@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from gitopsctl import kubeapis
-from gitopsctl.sandbox.lab.kube.store import (CONTROLLER_REVISIONS, DAEMONSETS, DEPLOYMENTS, GIT_REPOSITORIES,
-                                              KUSTOMIZATIONS, PODS, REPLICASETS, STATEFULSETS, Kind)
+from gitopsctl.sandbox.lab.kube.store import (CONTROLLER_REVISIONS, DAEMONSETS, DEPLOYMENTS, ENDPOINT_SLICES,
+                                              GIT_REPOSITORIES, KUSTOMIZATIONS, PODS, REPLICASETS, SERVICES,
+                                              STATEFULSETS, Kind)
 
 # Discovery lists exactly gitopsctl.kubeapis' table (Flux 2.9 on Kubernetes 1.33, plus
 # sealed-secrets), whether or not the emulator stores the kind: a real cluster's discovery is
@@ -203,6 +204,62 @@ def _git_url(obj: dict, now: datetime) -> str:
     return (obj.get("spec") or {}).get("url", "")
 
 
+# pkg/printers/internalversion/printers.go printService, getServiceExternalIP, makePortString.
+def _service_type(obj: dict, now: datetime) -> str:
+    return (obj.get("spec") or {}).get("type", "ClusterIP")
+
+
+def _service_cluster_ip(obj: dict, now: datetime) -> str:
+    ips = (obj.get("spec") or {}).get("clusterIPs") or []
+    return ips[0] if ips else "<none>"
+
+
+def _service_external_ip(obj: dict, now: datetime) -> str:
+    spec = obj.get("spec") or {}
+    external = list(spec.get("externalIPs") or [])
+    if spec.get("type") == "ExternalName":
+        return spec.get("externalName", "")
+    if spec.get("type") == "LoadBalancer":
+        ingress = [i.get("ip") or i.get("hostname") for i in
+                   ((_status(obj).get("loadBalancer") or {}).get("ingress") or [])]
+        found = [i for i in ingress if i] + external
+        return ",".join(found) if found else "<pending>"
+    return ",".join(external) if external else "<none>"
+
+
+def _service_ports(obj: dict, now: datetime) -> str:
+    ports = []
+    for port in (obj.get("spec") or {}).get("ports") or []:
+        protocol = port.get("protocol", "TCP")
+        node = f":{port['nodePort']}" if port.get("nodePort") else ""
+        ports.append(f"{port.get('port')}{node}/{protocol}")
+    return ",".join(ports) if ports else "<none>"
+
+
+def _first_three(values: list[str]) -> str:
+    # printers.go listWithMoreString, max 3.
+    shown = ",".join(values[:3])
+    return f"{shown} + {len(values) - 3} more..." if len(values) > 3 else shown
+
+
+def _slice_address_type(obj: dict, now: datetime) -> str:
+    return str(obj.get("addressType", ""))
+
+
+def _slice_ports(obj: dict, now: datetime) -> str:
+    # printers.go formatDiscoveryPorts.
+    ports = obj.get("ports") or []
+    if not ports:
+        return "<unset>"
+    return _first_three([str(p["port"]) if p.get("port") is not None else (p.get("name") or "*") for p in ports])
+
+
+def _slice_endpoints(obj: dict, now: datetime) -> str:
+    # printers.go formatDiscoveryEndpoints.
+    addresses = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
+    return _first_three(addresses) if addresses else "<unset>"
+
+
 _Column = tuple[str, str, Callable[[dict, datetime], Any]]
 _DEFAULT_COLUMNS: list[_Column] = [("Name", "string", _name), ("Age", "string", _age)]
 _COLUMNS: dict[Kind, list[_Column]] = {
@@ -227,6 +284,13 @@ _COLUMNS: dict[Kind, list[_Column]] = {
     GIT_REPOSITORIES: [("Name", "string", _name), ("URL", "string", _git_url), ("Age", "string", _age),
                        ("Ready", "string", _ready_condition("status")),
                        ("Status", "string", _ready_condition("message"))],
+    # printers.go serviceColumnDefinitions and endpointSliceColumnDefinitions (non-wide).
+    SERVICES: [("Name", "string", _name), ("Type", "string", _service_type),
+               ("Cluster-IP", "string", _service_cluster_ip), ("External-IP", "string", _service_external_ip),
+               ("Port(s)", "string", _service_ports), ("Age", "string", _age)],
+    ENDPOINT_SLICES: [("Name", "string", _name), ("AddressType", "string", _slice_address_type),
+                      ("Ports", "string", _slice_ports), ("Endpoints", "string", _slice_endpoints),
+                      ("Age", "string", _age)],
     KUSTOMIZATIONS: [("Name", "string", _name), ("Age", "string", _age),
                      ("Ready", "string", _ready_condition("status")),
                      ("Status", "string", _ready_condition("message"))],

@@ -5,8 +5,8 @@ Kustomization (fluxcd/kustomize-controller internal/controller/kustomization_con
 reconciled on the events its watches enqueue (a new source revision, a generation change,
 a new reconcile-request annotation) and on its interval (after a failure: retryInterval).
 It exports the source commit with `git archive`, builds `spec.path` with the real
-`kubectl kustomize`, dry-runs the whole batch, applies the Deployments and Services it
-yields (other kinds are only listed in the inventory) and, with `spec.wait` or
+`kubectl kustomize`, dry-runs the whole batch, applies the workloads, Services and
+EndpointSlices it yields (other kinds are only listed in the inventory) and, with `spec.wait` or
 `spec.healthChecks`, runs a health check until every Deployment is kstatus Current,
 one is Failed (fail fast), or the timeout passes. Status is written the way the
 controller's `finalizeStatus` does: lastHandledReconcileAt and observedGeneration at the
@@ -31,10 +31,13 @@ from gitopsctl.sandbox.lab.kube import dryrun, kstatus
 from gitopsctl.sandbox.lab.kube.fluxstatus import (REQUESTED_AT, condition, drop_condition, format_duration, git,
                                                go_duration, local_repo, retry_reconciling, set_ready)
 from gitopsctl.sandbox.lab.kube.controllers import set_condition
-from gitopsctl.sandbox.lab.kube.store import (DAEMONSETS, DEPLOYMENTS, GIT_REPOSITORIES, KUSTOMIZATIONS,
-                                              STATEFULSETS, Kind, Store, StoreError)
+from gitopsctl.sandbox.lab.kube.store import (DAEMONSETS, DEPLOYMENTS, ENDPOINT_SLICES, GIT_REPOSITORIES,
+                                              KUSTOMIZATIONS, SERVICES, STATEFULSETS, Kind, Store, StoreError)
 
-_WORKLOADS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
+# The kinds the emulator stores, by what a manifest names them.
+_STORED = {("apps/v1", "Deployment"): DEPLOYMENTS, ("apps/v1", "StatefulSet"): STATEFULSETS,
+           ("apps/v1", "DaemonSet"): DAEMONSETS, ("v1", "Service"): SERVICES,
+           ("discovery.k8s.io/v1", "EndpointSlice"): ENDPOINT_SLICES}
 
 # kustomize-controller main.go: --requeue-dependency defaults to 30s.
 DEPENDENCY_REQUEUE_INTERVAL = 30.0
@@ -95,14 +98,13 @@ class Cancellation:
 
 
 class KustomizeController:
-    def __init__(self, store: Store, workdir: Path, services: Any = None, *,
+    def __init__(self, store: Store, workdir: Path, *,
                  cancel_health_check_on_new_revision: bool = False,
                  dependency_requeue_interval: float = DEPENDENCY_REQUEUE_INTERVAL,
                  health_check_timeout_floor: float = HEALTH_CHECK_TIMEOUT_FLOOR,
                  health_check_poll_interval: float = 5.0, fail_fast: bool = True):
         self.store = store
         self.workdir = Path(workdir)
-        self.services = services  # a ServiceProxy, or None to ignore Services
         self.cancel_health_check_on_new_revision = cancel_health_check_on_new_revision
         self.dependency_requeue_interval = dependency_requeue_interval
         self.health_check_timeout_floor = health_check_timeout_floor
@@ -291,7 +293,7 @@ class KustomizeController:
         if problem is not None:
             # kustomize-controller `apply` appends the (empty) change log after a newline.
             raise _Failed("ReconciliationFailed", f"{problem}\n", retry)
-        applied = self._apply(ks, documents)
+        applied = self._apply(ks, documents, retry)
         checks = [(h.get("namespace") or ks["metadata"]["namespace"], h.get("name"))
                   for h in spec.get("healthChecks") or [] if h.get("kind") == "Deployment"]
         targets = applied if spec.get("wait") else checks
@@ -410,8 +412,9 @@ class KustomizeController:
                                ref.get("name", ""))
 
 
-    def _apply(self, ks: dict, documents: list[dict]) -> list[tuple[str, str]]:
-        """Create or update the Deployments; the rest only goes into the inventory."""
+    def _apply(self, ks: dict, documents: list[dict], retry: float) -> list[tuple[str, str]]:
+        """Create or update the stored kinds (workloads, Services, EndpointSlices); the rest only
+        goes into the inventory. The Deployments applied, for the health check."""
         spec = ks.get("spec") or {}
         target_ns = spec.get("targetNamespace")
         applied: list[tuple[str, str]] = []
@@ -422,26 +425,30 @@ class KustomizeController:
             group = doc.get("apiVersion", "v1").split("/")[0] if "/" in doc.get("apiVersion", "") else ""
             inventory.append({"id": f"{ns}_{meta.get('name')}_{group}_{doc.get('kind')}",
                               "v": doc.get("apiVersion", "v1").split("/")[-1]})
-            if doc.get("apiVersion") == "v1" and doc.get("kind") == "Service" and self.services is not None:
-                self.services.apply(ns, doc)
-            workload = _WORKLOADS.get(doc.get("kind")) if doc.get("apiVersion") == "apps/v1" else None
-            if workload is None:
+            kind = _STORED.get((doc.get("apiVersion"), doc.get("kind")))
+            if kind is None:
                 continue
             meta["namespace"] = ns
-            labels = {**(meta.get("labels") or {}),
-                      "kustomize.toolkit.fluxcd.io/name": ks["metadata"]["name"],
-                      "kustomize.toolkit.fluxcd.io/namespace": ks["metadata"]["namespace"]}
-            meta["labels"] = labels
-            self._apply_workload(workload, ns, meta["name"], doc)
-            if workload is DEPLOYMENTS:
+            meta["labels"] = {**(meta.get("labels") or {}),
+                              "kustomize.toolkit.fluxcd.io/name": ks["metadata"]["name"],
+                              "kustomize.toolkit.fluxcd.io/namespace": ks["metadata"]["namespace"]}
+            try:
+                self._apply_object(kind, ns, meta["name"], doc)
+            except StoreError as exc:
+                # fluxcd/pkg ssa/manager_apply.go: an apply the server refuses fails the reconcile
+                # with the object's id and the server's reason (the dry-run passed).
+                raise _Failed("ReconciliationFailed", f"{dryrun.object_id(doc, ns)} apply failed "
+                                                      f"({exc.reason}): {exc.message}\n", retry) from None
+            if kind is DEPLOYMENTS:
                 applied.append((ns, meta["name"]))  # the health check has kstatus rules for these only
         old = {e["id"] for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []}
         if spec.get("prune"):
             for entry in old - {e["id"] for e in inventory}:
-                ns, name, group, kind = entry.split("_", 3)
-                if group == "apps" and kind in _WORKLOADS:
+                ns, name, group, kind_name = entry.split("_", 3)
+                gone = next((k for k in _STORED.values() if (k.group, k.kind) == (group, kind_name)), None)
+                if gone is not None:
                     try:
-                        self.store.delete(_WORKLOADS[kind], ns, name)
+                        self.store.delete(gone, ns, name)
                     except StoreError:
                         pass
 
@@ -451,27 +458,34 @@ class KustomizeController:
         self.store.mutate(KUSTOMIZATIONS, ks["metadata"]["namespace"], ks["metadata"]["name"], change)
         return applied
 
-    def _apply_workload(self, workload: Kind, ns: str, name: str, doc: dict) -> None:
-        spec = doc.get("spec") or {}
-        if workload is DEPLOYMENTS:
+    def _apply_object(self, kind: Kind, ns: str, name: str, doc: dict) -> None:
+        """Server-side apply of the fields the manifest sets: they replace the stored ones;
+        fields the server owns (a Service's allocated clusterIP and nodePorts, status) stay,
+        which serviceregistry.py's update rules keep."""
+        body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+        if kind is DEPLOYMENTS:
+            spec = body.setdefault("spec", {})
             spec.setdefault("replicas", 1)
             spec.setdefault("progressDeadlineSeconds", 600)
             spec.setdefault("strategy", {"type": "RollingUpdate"})
-        current = self.store.find(workload, ns, name)
+        current = self.store.find(kind, ns, name)
         if current is None:
-            self.store.create(workload, {"metadata": {k: v for k, v in doc["metadata"].items()
-                                                         if k in ("name", "namespace", "labels", "annotations")},
-                                            "spec": spec})
+            self.store.create(kind, {"metadata": {k: v for k, v in doc["metadata"].items()
+                                                     if k in ("name", "namespace", "labels", "annotations")},
+                                        **body})
             return
 
         def change(obj: dict) -> None:
-            obj["spec"] = spec
+            for key in [k for k in obj if k not in ("apiVersion", "kind", "metadata", "status")]:
+                if key not in body:
+                    del obj[key]
+            obj.update(body)
             obj["metadata"]["labels"] = {**(obj["metadata"].get("labels") or {}), **doc["metadata"]["labels"]}
             if doc["metadata"].get("annotations"):
                 obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
                                                   **doc["metadata"]["annotations"]}
 
-        self.store.mutate(workload, ns, name, change)
+        self.store.mutate(kind, ns, name, change)
 
 
 def _extract(archive: bytes, dest: Path) -> None:

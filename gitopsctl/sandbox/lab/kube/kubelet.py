@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitopsctl.sandbox.lab.kube.controllers import set_condition, terminating
+from gitopsctl.sandbox.lab.kube.serviceenv import service_environment
 from gitopsctl.sandbox.lab.kube.store import PODS, Store, now_rfc3339
 
 LABEL = "gitopsctl.sandbox.lab/kube-sim"
@@ -399,7 +400,8 @@ class PodWorker(threading.Thread):
         fields = {"status.podIP": self.pod_ip, "status.hostIP": "127.0.0.1",
                   "metadata.name": self.pod_name, "metadata.namespace": self.namespace,
                   "spec.nodeName": self.kubelet.node_name}
-        env: dict[str, str] = {}
+        # The Services of this moment first: the container's own env overrides them.
+        env: dict[str, str] = service_environment(self.kubelet.store, pod)
         for item in spec.get("env") or []:
             name = item.get("name")
             if "value" in item:

@@ -6,7 +6,9 @@ as kube-apiserver does (clients print "the server could not find the requested r
 decoding per `fieldValidation`, then schema validation: 400 or 422 with causes).
 Stored paths (namespaced, plus the all-namespaces lists):
   /api/v1/namespaces/NS/pods[/NAME[/status|/log]]
-  /apis/apps/v1/namespaces/NS/{deployments,replicasets}[/NAME[/status]]
+  /apis/apps/v1/namespaces/NS/{deployments,replicasets,statefulsets,daemonsets,controllerrevisions}[/NAME[/status]]
+  /api/v1/namespaces/NS/services[/NAME[/status]] (serviceregistry.py allocates on write)
+  /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices[/NAME]
   /apis/source.toolkit.fluxcd.io/v1/namespaces/NS/gitrepositories[/NAME[/status]]
   /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/NS/kustomizations[/NAME[/status]]
   /version, and discovery: /api, /api/v1, /apis, /apis/GROUP[/VERSION]

@@ -1,5 +1,6 @@
 """The cluster behind the API emulator: Flux's two controllers, kube-controller-manager's
-Deployment and ReplicaSet controllers, a kubelet on the test Docker engine, kube-proxy.
+Deployment, ReplicaSet, StatefulSet, DaemonSet and EndpointSlice controllers, a kubelet on the
+test Docker engine, kube-proxy.
 
 Two loops, each woken by any store change (or every 100 ms): one plays Flux (git and
 kustomize builds are slow, they must not stall rollouts), the other the controller
@@ -16,12 +17,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gitopsctl.sandbox.lab.kube.controllers import DeploymentController, ReplicaSetController
+from gitopsctl.sandbox.lab.kube.endpointslices import EndpointSliceController
 from gitopsctl.sandbox.lab.kube.fluxsim import DEPENDENCY_REQUEUE_INTERVAL, HEALTH_CHECK_TIMEOUT_FLOOR, KustomizeController
 from gitopsctl.sandbox.lab.kube.kubelet import Kubelet
 from gitopsctl.sandbox.lab.kube.proxy import ServiceProxy
+from gitopsctl.sandbox.lab.kube.serviceregistry import ServiceRegistry
 from gitopsctl.sandbox.lab.kube.sourcectl import SourceController
 from gitopsctl.sandbox.lab.kube.store import Store
 from gitopsctl.sandbox.lab.kube.workloads import WorkloadControllers
+
+
+def random_network() -> str:
+    """A /24 of loopback per simulator ("127.X.Y."), so concurrent test sessions get distinct
+    pod and cluster IPs."""
+    return f"127.{secrets.randbelow(150) + 100}.{secrets.randbelow(256)}."
 
 
 @dataclass(frozen=True)
@@ -52,13 +61,14 @@ class ClusterSimulator:
         self.sim_id = sim_id or secrets.token_hex(4)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # A /24 of loopback per simulator so concurrent test sessions get distinct pod IPs.
-        network = f"127.{secrets.randbelow(150) + 100}.{secrets.randbelow(256)}."
-        self.services = ServiceProxy(store, network)
+        network = random_network()
+        self.registry = ServiceRegistry(store, network).install()  # the API server's Service allocators
+        self.services = ServiceProxy(store)
+        self.endpoint_slices = EndpointSliceController(store)
         self.source = SourceController(store)
         flux = flux or FluxOptions()
         self.kustomize = KustomizeController(
-            store, self.workdir, services=self.services,
+            store, self.workdir,
             cancel_health_check_on_new_revision=flux.cancel_health_check_on_new_revision,
             dependency_requeue_interval=flux.dependency_requeue_interval,
             health_check_timeout_floor=flux.health_check_timeout_floor,
@@ -83,7 +93,8 @@ class ClusterSimulator:
 
     def start(self) -> "ClusterSimulator":
         flux = [self.source.tick, self.kustomize.tick]
-        manager = [self.deployments.tick, self.replicasets.tick, self.workloads.tick]
+        manager = [self.deployments.tick, self.replicasets.tick, self.workloads.tick, self.endpoint_slices.tick,
+                   self.services.tick]
         if self.kubelet is not None:
             manager.append(self.kubelet.tick)
         for name, ticks in (("flux", flux), ("controller-manager", manager)):

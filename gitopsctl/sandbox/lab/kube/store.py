@@ -40,8 +40,15 @@ CONTROLLER_REVISIONS = Kind("apps", "v1", "controllerrevisions", "ControllerRevi
 PODS = Kind("", "v1", "pods", "Pod")
 GIT_REPOSITORIES = Kind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository")
 KUSTOMIZATIONS = Kind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization")
+SERVICES = Kind("", "v1", "services", "Service")
+ENDPOINT_SLICES = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 KINDS = (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, CONTROLLER_REVISIONS, PODS, GIT_REPOSITORIES,
-         KUSTOMIZATIONS)
+         KUSTOMIZATIONS, SERVICES, ENDPOINT_SLICES)
+
+# What the API server's REST strategy does to a write of one kind before it is stored (defaults
+# that need cluster state, allocations, checks against the old object): prepare(new, old) with
+# old None on create; it may raise a StoreError. Called under the store's (re-entrant) lock.
+WriteHook = Callable[[dict, "dict | None"], None]
 
 
 def _default_statefulset(spec: dict) -> None:
@@ -126,6 +133,7 @@ class Store:
         self._objects: dict[tuple[Kind, str, str], dict] = {}
         self._history: deque[Event] = deque(maxlen=history)
         self._compacted = 0  # every event with rv <= this one is gone from history
+        self.write_hooks: dict[Kind, WriteHook] = {}
 
     # -- reading ---------------------------------------------------------------
 
@@ -188,6 +196,8 @@ class Store:
                 raise StoreError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists')
             obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
             apply_defaults(kind, obj)
+            if kind in self.write_hooks:
+                self.write_hooks[kind](obj, None)
             meta.update(namespace=ns, uid=str(uuid.uuid4()), generation=1,
                         creationTimestamp=now_rfc3339())
             return self._write(kind, ns, name, obj, "ADDED")
@@ -264,6 +274,8 @@ class Store:
             new.setdefault("metadata", {})[field] = old["metadata"][field]
         new["apiVersion"], new["kind"] = kind.api_version, kind.kind
         apply_defaults(kind, new)
+        if kind in self.write_hooks:
+            self.write_hooks[kind](new, copy.deepcopy(old))
         compare_old = {k: v for k, v in old.items() if k != "metadata"}
         compare_new = {k: v for k, v in new.items() if k != "metadata"}
         meta_old = {k: v for k, v in old["metadata"].items() if k not in ("resourceVersion", "generation")}
