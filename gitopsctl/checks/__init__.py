@@ -33,6 +33,10 @@ file git sees.
                                     outside the paths of the service that names it
     GOC017 compose-service-unknown  a compose service a VM service names is not in its
                                     target's compose file
+    GOC018 route-broken             a Service without a selector that routes nowhere: no
+                                    EndpointSlice names it, ports unpaired by name, addresses
+                                    the API server refuses; an orphan slice or FQDN slice
+                                    (warnings); an invalid ExternalName
 
 Hostile input (a file over 8 MiB, control characters, nesting deeper than 100, alias
 bombs; see gitopsctl.yamlsafe) is no finding: check stops with exit 2 and file:line.
@@ -65,6 +69,7 @@ RULES: dict[str, str] = {
     "GOC015": "schema-invalid",
     "GOC016": "marker-not-bumped",
     "GOC017": "compose-service-unknown",
+    "GOC018": "route-broken",
 }
 
 

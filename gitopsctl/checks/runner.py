@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from gitopsctl import yamlsafe
-from gitopsctl.checks import ERROR, WARNING, Finding, apis, bindings, content, markers, scope, tools
+from gitopsctl.checks import (ERROR, WARNING, Finding, apis, bindings, content, markers, routing,
+                              scope, tools)
 from gitopsctl.checks.documents import KUSTOMIZATION_NAMES, YamlFile, load
 from gitopsctl.checks.scope import display as _display
 from gitopsctl.errors import ConfigError, Location
@@ -75,6 +76,7 @@ def run(root: Path, paths: Sequence[Path], config_path: Path | None,
 
     crds = apis.repository_crds(files, lookups.files_with("CustomResourceDefinition"))
     report.findings += apis.served_and_valid(files, crds, apis.patch_files(files))
+    report.findings += routing.routes(files, _routing_counterparts(lookups, in_scope), lookups.file)
     report.findings += _tool_findings(report, files, root, _enclosing_kustomizations(
         files, in_scope.files if (paths and in_scope is not None) else ()))
     report.findings.sort(key=Finding.sort_key)
@@ -91,6 +93,16 @@ def _config_findings(config, root: Path, files, in_scope, lookups, policies) -> 
     out += bindings.compose_bindings(config, lookups, lines)
     out += bindings.missing_paths(in_scope, lines)
     return out
+
+
+def _routing_counterparts(lookups, in_scope) -> list[YamlFile]:
+    """The Services and EndpointSlices in scope besides the files checked: a staged Service is
+    judged with the slices already committed."""
+    if in_scope is None:
+        return []
+    inside = {p.resolve() for p in in_scope.files}
+    return [f for needle in ("Service", "EndpointSlice") for f in lookups.files_with(needle)
+            if f.path.resolve() in inside]
 
 
 def _selected(report: Report, root: Path, paths: Sequence[Path], in_scope):
