@@ -1,5 +1,8 @@
 #!/bin/sh
 # Serve /www with busybox httpd. /healthz and /version are written at start.
+# /api/<path> is answered by asking the backend through the Kubernetes Service `backend`
+# (www/cgi-bin/index.cgi, from BACKEND_SERVICE_HOST/_PORT); without that Service it answers
+# 502 and says so, while /healthz stays healthy: the frontend itself is fine.
 #
 # FAIL_MODE (env, or the first line of /app/fail-mode from the build context):
 #   none       healthy
@@ -29,6 +32,10 @@ case "$mode" in
   *) echo "$SERVICE: unknown FAIL_MODE '$mode' (none|crash|unhealthy)" >&2; exit 2 ;;
 esac
 echo "${SOURCE_SHA:-unknown}" > /www/version
+# Directories, so that httpd answers /api/version with 302 -> /api/version/ and then runs
+# cgi-bin/index.cgi for it (a directory URL with no index.html). Made here, not in the
+# Dockerfile: git cannot hold an empty directory, and a RUN step would need a build container.
+mkdir -p /www/api/version /www/api/healthz
 
 echo "$SERVICE ${SOURCE_SHA:-unknown} listening on ${LISTEN}:${PORT}" >&2
 exec httpd -f -v -p "${LISTEN}:${PORT}" -h /www

@@ -49,11 +49,12 @@ def test_setup_guide_names_what_the_repository_holds():
     guide = (DOCS / "homelab-setup.md").read_text()
     for rel in ("flux-system/gotk-components.yaml", "infrastructure/controllers/sealed-secrets.yaml",
                 "infrastructure/controllers/ci-access.yaml", "image-automation/automation.yaml",
-                "backend-vm/backend-secrets.sealed.yaml"):
+                "backend-vm/backend-secrets.sealed.yaml", "routing/backend/endpointslice.yaml"):
         assert (HOMELAB / rel).is_file(), rel
         assert rel in guide, rel
     names = {o["metadata"]["name"] for o in flux_applied_objects()}
-    for name in ("gitopsctl-ci", "harbor-credentials", "harbor-pull", "infrastructure-secrets", "apps"):
+    for name in ("gitopsctl-ci", "harbor-credentials", "harbor-pull", "infrastructure-secrets", "apps",
+                 "routing", "backend-vm"):
         assert name in names and f"`{name}`" in guide, name
     assert "--feature-gates=CancelHealthCheckOnNewRevision=true" in (
         HOMELAB / "flux-system/kustomization.yaml").read_text()

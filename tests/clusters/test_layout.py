@@ -45,7 +45,8 @@ def test_every_kustomization_builds_offline(directory):
 def test_every_flux_kustomization_points_at_a_directory_that_builds():
     kustomizations = flux_kustomizations()
     assert set(kustomizations) == {("flux-system", n) for n in
-                                   ("flux-system", "apps", "infrastructure", "infrastructure-secrets")}
+                                   ("flux-system", "apps", "routing", "infrastructure",
+                                    "infrastructure-secrets")}
     for (_, name), ks in kustomizations.items():
         spec = ks["spec"]
         assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}, name
@@ -59,8 +60,10 @@ def test_layers_wait_within_the_five_minute_budget(homelab_config):
     budget = homelab_config.timeouts.failure
     assert budget == 300
     for (_, name), ks in flux_kustomizations().items():
-        if name == "flux-system":
-            continue  # the root applies Flux objects only; each layer waits for its own
+        if name in ("flux-system", "routing"):
+            # the root applies Flux objects only; routing's objects have no health to wait
+            # for (tests/clusters/test_routing.py); each other layer waits for its own
+            continue
         spec = ks["spec"]
         assert spec["wait"] is True, name
         assert _seconds(spec["timeout"]) < budget, name
@@ -71,9 +74,9 @@ def test_layers_wait_within_the_five_minute_budget(homelab_config):
     # gitopsctl time to push and apply the revert inside its own deadline.
     assert deadline < _seconds(apps["timeout"]) <= budget / 2
     assert apps["path"] == "./clusters/homelab/apps/frontend"
-    assert [k.name for k in homelab_config.target_of("frontend").kustomizations] == ["apps"]
-    # the frontend is never held back by the infrastructure layers
-    assert "dependsOn" not in apps
+    assert [k.name for k in homelab_config.target_of("frontend").kustomizations] == ["routing", "apps"]
+    # the frontend is never held back by the infrastructure layers, only by its route
+    assert apps["dependsOn"] == [{"name": "routing"}]
     secrets = flux_kustomizations()[("flux-system", "infrastructure-secrets")]["spec"]
     assert secrets["dependsOn"] == [{"name": "infrastructure"}]
 

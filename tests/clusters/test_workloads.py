@@ -153,14 +153,14 @@ def _ci_can(objects, namespace: str, group: str, resource: str, verb: str, name:
 def test_ci_identity_can_do_what_gitopsctl_does_and_nothing_more(homelab_config):
     objects = built(HOMELAB / "infrastructure/controllers")
     kube = homelab_config.target_of("frontend")
-    (ks,) = kube.kustomizations
+    assert [k.name for k in kube.kustomizations] == ["routing", "apps"]
     (dep,) = homelab_config.service("frontend").workloads
     repo = kube.git_repository
     needed = [  # every API call gitopsctl/targets/kubeapi.py makes
         (repo.namespace, "source.toolkit.fluxcd.io", "gitrepositories", "get", repo.name),
         (repo.namespace, "source.toolkit.fluxcd.io", "gitrepositories", "patch", repo.name),
-        (ks.namespace, "kustomize.toolkit.fluxcd.io", "kustomizations", "get", ks.name),
-        (ks.namespace, "kustomize.toolkit.fluxcd.io", "kustomizations", "patch", ks.name),
+        *[(ks.namespace, "kustomize.toolkit.fluxcd.io", "kustomizations", verb, ks.name)
+          for ks in kube.kustomizations for verb in ("get", "patch")],
         (dep.namespace, "apps", "deployments", "get", dep.name),
         (dep.namespace, "apps", "replicasets", "list", None),
         (dep.namespace, "", "pods", "list", None),
