@@ -370,6 +370,31 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Consistency:
+    # `from` is a Python keyword: the YAML keys are from/to, the fields caller/callee.
+    caller: str = field(metadata={**meta(
+        "The service asked: it answers `url` by asking `to` (e.g. the frontend, through its "
+        "route to the backend)", "frontend", pattern=_NAME_RE), "key": "from"})
+    callee: str = field(metadata={**meta(
+        "The service whose version the answer must name: the source just deployed to it",
+        "backend", pattern=_NAME_RE), "key": "to"})
+    url: str = field(metadata=meta(
+        "URL on `from` that answers the version of `to` it reaches (probed from where "
+        "gitopsctl runs)", "http://frontend.lan/api/version", pattern=r"^https?://\S+$"))
+    field_name: Optional[str] = field(default=None, metadata={**meta(
+        "When the answer is JSON: the dotted key holding the version (default: the answer's "
+        "first word is the version)", "backend.version",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"), "key": "field"})
+    timeout: float = field(default=30.0, metadata=meta(
+        "How long the answer may take to name the deployed version (it is asked every second)",
+        "30s", duration=True, minimum=1, maximum=600))
+
+    @property
+    def label(self) -> str:
+        return f"{self.caller}→{self.callee}"
+
+
+@dataclass(frozen=True)
 class Config:
     registry: Registry = field(metadata=meta("The image registry (Harbor)"))
     services: dict[str, Service] = field(metadata=meta("Services by name (any lowercase names)"))
@@ -382,6 +407,11 @@ class Config:
     git: Git = field(default_factory=Git, metadata=meta("Git settings"))
     stage: Stage = field(default_factory=Stage, metadata=meta("Stage order and delay"))
     timeouts: Timeouts = field(default_factory=Timeouts, metadata=meta("Deadlines"))
+    consistency: tuple[Consistency, ...] = field(default=(), metadata=meta(
+        "Pairs of services that must agree after every deploy: `from` is asked, at `url`, which "
+        "version of `to` it reaches, and it must be the source just deployed (a mismatch or a "
+        "failing route rolls back every service)",
+        [{"from": "frontend", "to": "backend", "url": "http://frontend.lan/api/version"}]))
     state_dir: str = field(default=".gitopsctl", metadata=meta(
         "Git-ignored directory (repo-relative) for build records and locks", ".gitopsctl"))
     # Not read from the file: where it was loaded from, and the version it was written in.

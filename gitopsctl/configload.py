@@ -310,6 +310,7 @@ def _refuse(key: str, problem: str, location: Location | None, hint: str) -> typ
 def _cross_check(config: Config, data: dict, loader: _Loader) -> None:
     """What one section says about another: stage names, targets, kinds of checks."""
     _check_stage(config, data, loader)
+    _check_consistency(config, data, loader)
     services = data.get("services") or {}
     for name, svc in config.services.items():
         node = services.get(name) if isinstance(services.get(name), dict) else {}
@@ -367,6 +368,26 @@ def _check_stage(config: Config, data: dict, loader: _Loader) -> None:
                 _refuse(f"stage.order[{i}]", f"service {name!r} is in the stage order twice",
                         loader.where(*where), "list every service once; a group is one list item")
             seen.add(name)
+
+
+def _check_consistency(config: Config, data: dict, loader: _Loader) -> None:
+    """Every pair names two different services, and no pair is there twice."""
+    items = data.get("consistency") if isinstance(data.get("consistency"), list) else []
+    seen: set[tuple[str, str, str]] = set()
+    for i, pair in enumerate(config.consistency):
+        node = items[i] if i < len(items) and isinstance(items[i], dict) else {}
+        for key, name in (("from", pair.caller), ("to", pair.callee)):
+            if name not in config.services:
+                _refuse(f"consistency[{i}].{key}", f"unknown service {name!r}", loader.where(node, key),
+                        f"use one of: {', '.join(config.services)}")
+        if pair.caller == pair.callee:
+            _refuse(f"consistency[{i}].to", f"a service is paired with itself ({pair.caller!r})",
+                    loader.where(node, "to"),
+                    "`from` is the service asked (the frontend), `to` the one it reaches (the backend)")
+        if (pair.caller, pair.callee, pair.url) in seen:
+            _refuse(f"consistency[{i}]", f"the pair {pair.label} at {pair.url} is listed twice",
+                    loader.where(items, i), "list each pair and URL once")
+        seen.add((pair.caller, pair.callee, pair.url))
 
 
 def _describe(value: Any) -> str:

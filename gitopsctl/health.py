@@ -57,8 +57,20 @@ class HttpResult:
     elapsed: float
 
 
-def probe_http(url: str, timeout: float = 5.0) -> HttpResult:
-    """One GET; ok on 2xx. Never raises for network errors: they are results."""
+@dataclass(frozen=True)
+class HttpAnswer:
+    """One GET's outcome: status and the first bytes of the body, or why there was none."""
+
+    url: str
+    status: int | None
+    body: str
+    error: str | None
+    elapsed: float
+
+
+def fetch_text(url: str, timeout: float = 5.0, limit: int = 4096) -> HttpAnswer:
+    """One GET, following redirects; the body of any status is kept (an error page says why).
+    Never raises for network errors: they are answers too."""
     import urllib.error
     import urllib.request
 
@@ -68,17 +80,31 @@ def probe_http(url: str, timeout: float = 5.0) -> HttpResult:
         # Health URLs are local services; a proxy from the environment would lie about them.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(req, timeout=timeout) as resp:
-            status = resp.status
-            body = resp.read(512).decode("utf-8", "replace").strip()
-        ok = 200 <= status < 300
-        return HttpResult(url, ok, status, f"HTTP {status} {body[:120]}".strip(),
-                          time.monotonic() - start)
+            return HttpAnswer(url, resp.status, _text(resp.read(limit)), None,
+                              time.monotonic() - start)
     except urllib.error.HTTPError as exc:
-        return HttpResult(url, False, exc.code, f"HTTP {exc.code} {exc.reason}",
-                          time.monotonic() - start)
+        try:
+            body = _text(exc.read(limit))
+        except OSError:
+            body = ""
+        return HttpAnswer(url, exc.code, body, str(exc.reason), time.monotonic() - start)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return HttpResult(url, False, None, f"no answer: {reason}", time.monotonic() - start)
+        return HttpAnswer(url, None, "", f"no answer: {reason}", time.monotonic() - start)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").strip()
+
+
+def probe_http(url: str, timeout: float = 5.0) -> HttpResult:
+    """One GET; ok on 2xx. Never raises for network errors: they are results."""
+    answer = fetch_text(url, timeout, limit=512)
+    if answer.status is None:
+        return HttpResult(url, False, None, answer.error or "no answer", answer.elapsed)
+    ok = 200 <= answer.status < 300
+    message = f"HTTP {answer.status} {answer.body[:120] if ok else answer.error or ''}".strip()
+    return HttpResult(url, ok, answer.status, message, answer.elapsed)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class StatusView:
             table.add_row(svc["service"], svc["target"], (svc["source"] or "-")[:7],
                           svc["image"] or "-", _when(svc["deployed_at"]), shown)
         console.print(table)
+        for pair in res.consistency:
+            console.print(f"consistency {pair['pair']}: {'ok' if pair['ok'] else 'FAILED'}: "
+                          f"{pair['message']}", markup=False)
         history = Table(title="recent deploys and rollbacks", title_justify="left")
         for column in ("when", "commit", "kind", "service", "source", "detail"):
             history.add_column(column)
@@ -55,6 +58,8 @@ class StatusView:
         console.print(history)
         if res.unhealthy:
             console.print(f"UNHEALTHY: {', '.join(res.unhealthy)} (exit 1)", markup=False)
+        if res.inconsistent:
+            console.print(f"INCONSISTENT: {', '.join(res.inconsistent)} (exit 1)", markup=False)
 
 
 def _when(ts: int | None) -> str:

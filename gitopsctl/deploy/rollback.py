@@ -67,6 +67,7 @@ class RollbackResult:
     already: bool = False
     live_after: dict[str, str | None] = field(default_factory=dict)
     verification: list[HealthReport] = field(default_factory=list)
+    consistency: list = field(default_factory=list)  # consistency.PairReport after the revert
     verified: bool | None = None
     push_attempts: int = 0
     elapsed: float = 0.0
@@ -78,6 +79,7 @@ class RollbackResult:
         return {"source": self.source, "error": self.error, "dry_run": self.dry_run, "already_rolled_back": self.already,
                 "commit": self.commit, "reverted": self.reverted, "live_after": self.live_after,
                 "verified": self.verified, "verification": [r.to_dict() for r in self.verification],
+                "consistency": [r.to_dict() for r in self.consistency],
                 "push_attempts": self.push_attempts, "elapsed_seconds": round(self.elapsed, 3),
                 "notes": self.notes, "exit_code": self.exit_code}
 
@@ -97,6 +99,8 @@ class RollbackResult:
         for report in self.verification:
             state = "healthy" if report.healthy else f"NOT healthy: {report.reason}"
             console.print(f"  {report.target}: {state}", markup=False)
+        for pair in self.consistency:
+            console.print(f"  {pair.pair}: {'ok' if pair.ok else 'FAILED'}: {pair.message}", markup=False)
         for note in self.notes:
             console.print(f"  note: {note}", markup=False)
 
@@ -171,7 +175,6 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
         result.verification = converge_all(targets, config.stage.order, revision,
                                            config.timeouts.failure, rep)
         result.verified = all(r.healthy for r in result.verification)
-        result.exit_code = EXIT_ROLLED_BACK if result.verified else EXIT_HUMAN_NEEDED
         if not result.verified:
             bad = [r for r in result.verification if not r.healthy]
             result.notes.append(
@@ -180,10 +183,36 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
             rep.failure(result.notes[-1])
         else:
             rep.success("previous version is live and healthy again")
+            result.verified = _agree_after(ctx, result, revision)
+        result.exit_code = EXIT_ROLLED_BACK if result.verified else EXIT_HUMAN_NEEDED
     else:
         result.exit_code = EXIT_ROLLED_BACK
     result.elapsed = time.monotonic() - t0
     return result
+
+
+def _agree_after(ctx, result: RollbackResult, revision: str) -> bool:
+    """The consistency pairs against what git says is live after the revert: healthy
+    services that cannot talk to each other are not a rollback that worked."""
+    from gitopsctl.deploy import consistency
+
+    config = ctx.config
+    if not config.consistency:
+        return True
+    state = read_state(ctx.repo, revision)
+    expected = {s: (state.live(s).source if state.live(s) else None) for s in config.stage.order}
+    result.consistency = consistency.judge_pairs(config, config.consistency, expected,
+                                                 progress=ctx.reporter.waiting)
+    bad = [r for r in result.consistency if not r.ok]
+    if not bad:
+        ctx.reporter.success("after the rollback: " + "; ".join(r.message for r in result.consistency))
+        return True
+    result.notes.append(
+        "after the rollback every service is healthy, but " + "; ".join(
+            f"{r.pair}: {r.message}" for r in bad)
+        + " — the cause is not in the reverted deploy commits (a change to the route itself?)")
+    ctx.reporter.failure(result.notes[-1])
+    return False
 
 
 def _select(state: DeployState, *, to: str | None, source: str | None):

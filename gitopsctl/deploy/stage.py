@@ -9,6 +9,8 @@
 3. Once anything of this source is on the remote, every later failure (a push refused,
    a broken file, a target, health, a bug) ends in the rollback of all of it, every
    group, in one revert commit.
+4. Once every group is healthy, each consistency pair (deploy/consistency.py): the service
+   asked must reach the other at this source, or everything is rolled back as in 3.
 
 Resumable: decisions come from git (deploy and rollback commits on the remote branch)
 and from the targets, so running the same command again after a kill finishes the
@@ -96,6 +98,9 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
         if failure is not None:
             return _finish(ctx, targets, result, t0, failure)
     result.service = "-"
+    failure = _agree(ctx, result, source)
+    if failure is not None:
+        return _finish(ctx, targets, result, t0, failure)
 
     with Timed(result, "resume image automation") as step:
         step.detail = _resume_automation(ctx, source) or "nothing suspended"
@@ -222,6 +227,32 @@ def _soak(ctx, targets, result: StageResult, group: Sequence[str], delay: float)
             failure = _failure(service, ctx.config, report, result)
             failure.message = f"unhealthy after the stage delay: {report.reason}"
             return failure
+    return None
+
+
+def _agree(ctx, result: StageResult, source: str) -> Failure | None:
+    """Every consistency pair, once all groups are healthy: each service asked must reach
+    the version of the other that this stage just made live (the same source)."""
+    from gitopsctl.deploy import consistency
+
+    config = ctx.config
+    rep = ctx.reporter
+    expected = {service: source for service in config.stage.order}
+    for pair in config.consistency:
+        with Timed(result, f"consistency {pair.label}") as step:
+            rep.waiting(f"{pair.label}: asking {pair.url} which {pair.callee} {pair.caller} reaches "
+                        f"(must be {source[:7]}, deadline {pair.timeout:.0f}s)")
+            with rep.status(f"{pair.label}: asking {pair.url}") as status:
+                report = consistency.judge_pairs(config, [pair], expected, progress=status.update)[0]
+            step.data = report.to_dict()
+            step.detail = report.message
+            if report.ok:
+                rep.success(report.message)
+                continue
+            step.status = "failed"
+            rep.failure(f"{pair.label}: {report.message}")
+            return Failure(service=pair.caller, target=config.service(pair.caller).target,
+                           report=consistency.as_report(report), timings=result.timings())
     return None
 
 

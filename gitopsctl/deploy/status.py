@@ -1,8 +1,9 @@
 """Status: per service the live source, image and health; recent history.
 
 Everything but health comes from the trailers in `git log` of the remote branch.
-Exit 1 when a service's health was probed and found unhealthy (so `ok` is false too);
-without health nothing is judged and the exit is 0. The command renders the result.
+Exit 1 when a service's health was probed and found unhealthy, or a consistency pair
+(asked once, with health) does not reach the version git says is live; without health
+nothing is judged and the exit is 0. The command renders the result.
 """
 
 from __future__ import annotations
@@ -22,17 +23,24 @@ class StatusResult:
     tip: str
     services: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    consistency: list[dict] = field(default_factory=list)
     exit_code: int = EXIT_OK
 
     @property
     def unhealthy(self) -> list[str]:
         return [s["service"] for s in self.services if s.get("health") and not s["health"]["healthy"]]
 
+    @property
+    def inconsistent(self) -> list[str]:
+        return [p["pair"] for p in self.consistency if not p["ok"]]
+
     def to_dict(self) -> dict:
         probed = any(s.get("health") for s in self.services)
         return {"branch": self.branch, "tip": self.tip,
                 "healthy": not self.unhealthy if probed else None, "unhealthy": self.unhealthy,
-                "services": self.services, "history": self.history}
+                "consistent": not self.inconsistent if self.consistency else None,
+                "inconsistent": self.inconsistent, "services": self.services,
+                "consistency": self.consistency, "history": self.history}
 
 
 def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> StatusResult:
@@ -56,12 +64,23 @@ def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> Status
         if health:
             entry["health"] = check_once(targets, service).to_dict()
         result.services.append(entry)
+    if health:
+        result.consistency = _agree(ctx, state)
     for record in state.records[:limit]:
         item = record.to_dict()
         item["reverted"] = record.kind == "deploy" and state.is_reverted(record.commit)
         result.history.append(item)
-    result.exit_code = EXIT_FINDINGS if result.unhealthy else EXIT_OK
+    result.exit_code = EXIT_FINDINGS if result.unhealthy or result.inconsistent else EXIT_OK
     return result
+
+
+def _agree(ctx, state) -> list[dict]:
+    """One look at every consistency pair, against the sources git says are live."""
+    from gitopsctl.deploy import consistency
+
+    config = ctx.config
+    expected = {s: (state.live(s).source if state.live(s) else None) for s in config.stage.order}
+    return [r.to_dict() for r in consistency.judge_pairs(config, config.consistency, expected, once=True)]
 
 
 def _image_in_git(root, ref: str, config, service: str) -> str | None:

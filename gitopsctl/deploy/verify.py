@@ -10,6 +10,9 @@ of the remote branch tip, or the deadline passes:
   vm          `gitopsctl sync --check` over SSH (the service's containers and their
               health, and the revision the checkout stands on), then its health checks
               from here
+
+Then every consistency pair touching those services: the service asked must reach the
+version of the other that git says is live (deploy/consistency.py).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ class VerifyResult:
     revision: str
     reports: list[HealthReport] = field(default_factory=list)
     live: dict[str, dict] = field(default_factory=dict)
+    consistency: list = field(default_factory=list)  # consistency.PairReport
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict:
         return {"revision": self.revision, "healthy": all(r.healthy for r in self.reports),
-                "changed": False,
-                "targets": [{**r.to_dict(), "live": self.live.get(r.target)} for r in self.reports]}
+                "consistent": all(p.ok for p in self.consistency), "changed": False,
+                "targets": [{**r.to_dict(), "live": self.live.get(r.target)} for r in self.reports],
+                "consistency": [p.to_dict() for p in self.consistency]}
 
     def render_text(self, console: Any) -> None:
         console.print(f"git says live: {self.revision[:12]} (nothing was changed)", markup=False)
@@ -51,6 +56,12 @@ class VerifyResult:
                 if not check.ok:
                     for line in check.evidence[-10:]:
                         console.print(f"      {line}", markup=False)
+        for pair in self.consistency:
+            mark = "ok " if pair.ok else "BAD"
+            console.print(f"{mark} consistency {pair.pair}: {pair.message}", markup=False)
+            if not pair.ok:
+                for line in pair.answers:
+                    console.print(f"      {line}", markup=False)
 
 
 def verify(ctx, targets: Any, *, services: Sequence[str] | None = None,
@@ -82,8 +93,24 @@ def verify(ctx, targets: Any, *, services: Sequence[str] | None = None,
         result.reports.append(report)
         (ctx.reporter.success if report.healthy else ctx.reporter.failure)(
             f"{service}: {'healthy' if report.healthy else report.reason}")
-    result.exit_code = EXIT_OK if all(r.healthy for r in result.reports) else EXIT_FINDINGS
+    result.consistency = _agree(ctx, state, chosen, all(r.healthy for r in result.reports))
+    healthy = all(r.healthy for r in result.reports) and all(p.ok for p in result.consistency)
+    result.exit_code = EXIT_OK if healthy else EXIT_FINDINGS
     return result
+
+
+def _agree(ctx, state, chosen: Sequence[str], healthy: bool) -> list:
+    """The pairs touching the chosen services, against the sources git says are live; one
+    look when a service is unhealthy already (waiting would only delay the verdict)."""
+    from gitopsctl.deploy import consistency
+
+    pairs = consistency.pairs_touching(ctx.config, chosen)
+    expected = {p.callee: (state.live(p.callee).source if state.live(p.callee) else None) for p in pairs}
+    reports = consistency.judge_pairs(ctx.config, pairs, expected, once=not healthy,
+                                      progress=ctx.reporter.waiting)
+    for report in reports:
+        (ctx.reporter.success if report.ok else ctx.reporter.failure)(f"{report.pair}: {report.message}")
+    return reports
 
 
 def watched_paths(config, service: str) -> list[str]:

@@ -123,7 +123,7 @@ AUTOMATION = textwrap.dedent("""\
 
 
 def config_text(services: dict[str, str], kinds: dict[str, str], groups: list[list[str]], *,
-                automations: dict[str, str] | None = None) -> str:
+                automations: dict[str, str] | None = None, consistency: list[dict] | None = None) -> str:
     """A v2 gitopsctl.yaml; `automations` maps a Kubernetes target to its automation's name."""
     entries = {}
     for name, target in services.items():
@@ -140,13 +140,17 @@ def config_text(services: dict[str, str], kinds: dict[str, str], groups: list[li
                                           **({"image_update_automation": {"name": automation}} if automation else {}))
         else:
             targets[target] = vm_target(compose_file=f"deploy/{target}/compose.yaml")
+    extra = {"consistency": consistency} if consistency else {}
     return v2_text(entries, targets, stage={"order": [g[0] if len(g) == 1 else g for g in groups],
-                                            "delay": "0s"}, timeouts={"failure": "2s"})
+                                            "delay": "0s"}, timeouts={"failure": "2s", "http": "1s"},
+                   **extra)
 
 
 def make_homelab(tmp_path: Path, services: dict[str, str], kinds: dict[str, str],
-                 groups: list[list[str]], *, automations: dict[str, str] | None = None) -> Homelab:
-    files = {"gitopsctl.yaml": config_text(services, kinds, groups, automations=automations),
+                 groups: list[list[str]], *, automations: dict[str, str] | None = None,
+                 consistency: list[dict] | None = None) -> Homelab:
+    files = {"gitopsctl.yaml": config_text(services, kinds, groups, automations=automations,
+                                           consistency=consistency),
              ".gitignore": ".gitopsctl/\n"}
     for service, target in services.items():
         if kinds[target] == "kubernetes":
