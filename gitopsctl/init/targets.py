@@ -31,6 +31,19 @@ def _ordered(owners: list[FluxKustomization]) -> list[FluxKustomization]:
     return done + pending   # a dependsOn cycle: Flux would not apply those either
 
 
+def _with_dependencies(found: Discovery, owners: list[FluxKustomization]) -> list[FluxKustomization]:
+    """Owners and every Kustomization they dependsOn, transitively: gitopsctl reconciles the
+    target's Kustomizations in order, so an owner never waits out Flux's dependency requeue."""
+    by_ref = {k.ref: k for k in found.kustomizations}
+    out = list(owners)
+    for k in out:  # grows while it is walked: each new one's dependencies are added too
+        for ref in k.depends_on:
+            dependency = by_ref.get(ref)
+            if dependency is not None and dependency not in out:
+                out.append(dependency)
+    return out
+
+
 def kubernetes(found: Discovery, name: str, owners: list[FluxKustomization], groups: dict,
                proposal: Proposal) -> dict:
     at = ("targets", name)
@@ -38,7 +51,7 @@ def kubernetes(found: Discovery, name: str, owners: list[FluxKustomization], gro
     proposal.note(at, "kubeconfig: and context: are not set, so $KUBECONFIG (else "
                   "~/.kube/config) and its current context are used; add `context: NAME` to pin "
                   "this cluster's")
-    ordered = _ordered(owners)
+    ordered = _ordered(_with_dependencies(found, owners))
     sources = [k.source for k in ordered if k.source_kind == "GitRepository"]
     if sources:
         source = sources[0]

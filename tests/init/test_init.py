@@ -48,7 +48,9 @@ def test_this_repository_binds_frontend_to_its_cluster_and_backend_to_its_vm(tmp
     assert frontend["workloads"] == [{"kind": "Deployment", "name": "frontend",
                                       "namespace": "default"}]
     assert cluster["git_repository"] == {"name": "flux-system", "namespace": "flux-system"}
-    assert cluster["kustomizations"] == [{"name": "apps", "namespace": "flux-system"}]
+    # apps dependsOn routing: both, in the order gitopsctl reconciles them
+    assert cluster["kustomizations"] == [{"name": "routing", "namespace": "flux-system"},
+                                         {"name": "apps", "namespace": "flux-system"}]
     assert cluster["image_update_automation"] == {"name": "homelab", "namespace": "flux-system"}
 
     assert backend["policy"] == "flux-system:backend" and backend["context"] == "examples/backend"
@@ -80,7 +82,9 @@ def test_flux2_layout_follows_bootstrap_and_the_apps_kustomization(tmp_path):
 
     assert list(config["targets"]) == ["production"]          # the cluster directory's name
     cluster = config["targets"]["production"]
-    assert cluster["kustomizations"] == [{"name": "apps", "namespace": "flux-system"}]
+    # apps dependsOn infrastructure: both, in the order gitopsctl reconciles them
+    assert cluster["kustomizations"] == [{"name": "infrastructure", "namespace": "flux-system"},
+                                         {"name": "apps", "namespace": "flux-system"}]
     assert config["git"]["branch"] == "trunk"                 # what the GitRepository follows
     assert config["registry"]["url"] == "registry.lan" and config["registry"]["project"] == "fleet"
     podinfo, db = config["services"]["podinfo"], config["services"]["db"]
@@ -174,7 +178,7 @@ def test_dry_run_json_shows_what_was_discovered_and_writes_nothing(tmp_path):
         ("clusters/homelab/apps/frontend/deployment.yaml", "flux-system:frontend"),
         ("clusters/homelab/backend-vm/docker-compose.yml", "flux-system:backend")]
     assert {k["name"] for k in found["kustomizations"]} == {
-        "flux-system", "apps", "infrastructure", "infrastructure-secrets"}
+        "flux-system", "apps", "routing", "infrastructure", "infrastructure-secrets"}
     assert [c["file"] for c in found["compose_files"]] == [
         "clusters/homelab/backend-vm/docker-compose.yml"]
     assert {p["name"] for p in found["image_policies"]} == {"frontend", "backend"}
