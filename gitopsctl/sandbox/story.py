@@ -1,9 +1,10 @@
-"""The demo's three pipelines, and how each is judged.
+"""The demo's four pipelines, and how each is judged.
 
 A scenario is a developer commit followed by `gitopsctl build` and `gitopsctl stage`
 for it, run as CI runs them. It passes only if the CLI's verdict, the git record
 (deploy and rollback commits with their trailers) and what the services actually
-answer on /version all agree with what should have happened.
+answer on /version (and what the frontend answers on /api/version: the backend it reaches
+through its route) all agree with what should have happened.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Scenario:
     files: Mapping[str, str]
     expected: str
     breaks: str | None = None     # the service this commit breaks
+    caught_by: str | None = None  # what the rollback's reason must name
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -50,6 +52,14 @@ SCENARIOS: tuple[Scenario, ...] = (
               "examples/frontend/www/index.html": "<h1>homelab v3</h1>\n",
               "examples/backend/fail-mode": "unhealthy\n"},
              ROLLED_BACK, breaks="backend"),
+    # Both halves pass their own health checks; only asking the frontend, through its
+    # route, which backend it reaches shows that they cannot work together.
+    Scenario("backend-incompatible",
+             "a backend healthy on its own but unusable by the frontend is caught and rolled back on both",
+             "backend: move the API to /v2 (health check mended)",
+             {"examples/backend/fail-mode": "incompatible\n",
+              "examples/frontend/www/index.html": "<h1>homelab v4</h1>\n"},
+             ROLLED_BACK, breaks="backend", caught_by="frontend→backend"),
 )
 
 
@@ -151,7 +161,8 @@ def written_commits(lab: Any, source: str) -> list[dict]:
 
 
 def served(lab: Any) -> dict[str, str | None]:
-    return {svc: lab.served_version(svc) for svc in ("frontend", "backend")}
+    """/version of each service, and the backend version the frontend reaches (/api/version)."""
+    return {svc: lab.served_version(svc) for svc in ("frontend", "backend", "route")}
 
 
 def judge(lab: Any, result: ScenarioOutcome, stage: CliRun) -> None:
@@ -170,7 +181,7 @@ def judge(lab: Any, result: ScenarioOutcome, stage: CliRun) -> None:
         add(Check("git: frontend then backend deployed", deployed_services == ["frontend", "backend"],
                   f"deploy commits for {source[:7]}: {deployed_services}"))
         add(Check("git: no rollback", not rollbacks, f"{len(rollbacks)} rollback commit(s)"))
-        want = {"frontend": source, "backend": source}
+        want = {"frontend": source, "backend": source, "route": source}
     else:
         rollback = rollbacks[0] if rollbacks else None
         result.reason = rollback.reason if rollback else None
@@ -187,6 +198,9 @@ def judge(lab: Any, result: ScenarioOutcome, stage: CliRun) -> None:
             add(Check("git: both services had been deployed", deployed_services == ["frontend", "backend"],
                       f"deploy commits for {source[:7]}: {deployed_services}"))
         add(Check("git: rollback names a reason", bool(result.reason), result.reason or "no Reason trailer"))
+        if scenario.caught_by:
+            add(Check(f"git: the rollback was caused by {scenario.caught_by}",
+                      scenario.caught_by in (result.reason or ""), result.reason or "no Reason trailer"))
         want = dict(result.served_before)
     result.served_after = _settle(lab, want)
     add(Check("live: services answer the expected version", result.served_after == want,

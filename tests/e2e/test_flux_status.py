@@ -19,10 +19,22 @@ def test_our_own_request_cancelling_the_health_check_still_deploys(shared_lab):
     kustomize = lab.kube.simulator.kustomize
     assert kustomize.cancel_health_check_on_new_revision  # as clusters/homelab/flux-system sets it
     before = len(kustomize.cancellations)
-    sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>canceled once</h1>\n"},
-                                "app: frontend release whose health check our request cancels")
-    build(lab, sha)
-    code, doc, err = run_json(lab, "stage", "--source", sha)
+    # `apps` dependsOn `routing`, so on a new revision it waits for routing and its health
+    # check starts with our request, not before it. Without the dependency (the homelab as it
+    # was, or any Kustomization with none) the source event starts the check first: that
+    # check is the one our own request must cancel and ride through.
+    from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
+
+    store = lab.kube.store
+    depends = store.get(KUSTOMIZATIONS, "flux-system", "apps")["spec"].get("dependsOn")
+    store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"dependsOn": None}})
+    try:
+        sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>canceled once</h1>\n"},
+                                    "app: frontend release whose health check our request cancels")
+        build(lab, sha)
+        code, doc, err = run_json(lab, "stage", "--source", sha)
+    finally:
+        store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"dependsOn": depends}})
     assert code == 0, err
     assert doc["outcome"] == "deployed", doc
     ours = [c for c in kustomize.cancellations[before:] if c.trigger == "Kustomization/flux-system/apps"]

@@ -16,7 +16,7 @@ from tests.sandbox.conftest import lab_containers_and_images, processes_naming, 
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_plays_three_scenarios_and_removes_everything(tmp_path, cli_env, docker_engine, docker_client):
+def test_demo_plays_four_scenarios_and_removes_everything(tmp_path, cli_env, docker_engine, docker_client):
     workdir = tmp_path / "demo"
     containers_before = {c.id for c in docker_client.containers.list(all=True)}
     env = {**cli_env, "DOCKER_HOST": docker_engine.docker_host}
@@ -33,33 +33,41 @@ def test_demo_plays_three_scenarios_and_removes_everything(tmp_path, cli_env, do
     assert doc["engine"] == docker_engine.docker_host  # reused, not a second engine
 
     scenarios = {s["name"]: s for s in doc["scenarios"]}
-    assert list(scenarios) == ["good-commit", "frontend-break", "backend-break"]
+    assert list(scenarios) == ["good-commit", "frontend-break", "backend-break", "backend-incompatible"]
     assert all(s["ok"] and s["outcome"] == s["expected"] for s in scenarios.values())
-    assert [s["expected"] for s in scenarios.values()] == ["deployed", "rolled-back", "rolled-back"]
+    assert [s["expected"] for s in scenarios.values()] == ["deployed", "rolled-back", "rolled-back",
+                                                           "rolled-back"]
 
     good, front, back = scenarios["good-commit"], scenarios["frontend-break"], scenarios["backend-break"]
+    apart = scenarios["backend-incompatible"]
     # the commits each pipeline wrote, read back from the remote, oldest first
     assert [c["subject"].split(":")[0] for c in good["commits"]] == ["deploy(frontend)", "deploy(backend)"]
     assert [c["subject"].split(":")[0] for c in front["commits"]] == ["deploy(frontend)", "rollback"]
     assert [c["subject"].split(":")[0] for c in back["commits"]] == [
         "deploy(frontend)", "deploy(backend)", "rollback"]
+    assert [c["subject"].split(":")[0] for c in apart["commits"]] == [
+        "deploy(frontend)", "deploy(backend)", "rollback"]
     assert all("[skip ci]" in c["subject"] for s in scenarios.values() for c in s["commits"])
-    # what runs: the good commit stays live through both failures
-    assert good["served_after"] == {"frontend": good["source"], "backend": good["source"]}
-    assert front["served_after"] == back["served_after"] == good["served_after"]
+    # what runs: the good commit stays live through every failure, and the frontend reaches
+    # the backend through its route (/api/version)
+    assert good["served_after"] == {"frontend": good["source"], "backend": good["source"],
+                                    "route": good["source"]}
+    assert front["served_after"] == back["served_after"] == apart["served_after"] == good["served_after"]
     assert "CrashLoopBackOff" in front["rollback_reason"]
     assert back["rollback_reason"]
+    # both halves healthy on their own; only asking the frontend through the route shows it
+    assert "frontend→backend" in apart["rollback_reason"] and "HTTP 502" in apart["rollback_reason"]
     for s in scenarios.values():
         assert s["timings"]["build"] > 0 and s["timings"]["stage"] > 0
     assert good["timings"]["rollback"] is None
-    assert front["timings"]["rollback"] > 0 and back["timings"]["rollback"] > 0
+    assert front["timings"]["rollback"] > 0 and back["timings"]["rollback"] > 0 and apart["timings"]["rollback"] > 0
     assert good["timings"]["stage_delay"] >= 2
 
     # the audit trail is the remote's git log, newest first, rollbacks with their reason
     log = doc["log"]
-    assert log[0]["kind"] == "rollback" and log[0]["source"] == back["source"]
+    assert log[0]["kind"] == "rollback" and log[0]["source"] == apart["source"]
     assert [e["commit"] for e in log if e["kind"] == "rollback"] == [
-        back["commits"][-1]["commit"], front["commits"][-1]["commit"]]
+        apart["commits"][-1]["commit"], back["commits"][-1]["commit"], front["commits"][-1]["commit"]]
     assert all(e["reason"] for e in log if e["kind"] == "rollback")
     # `gitopsctl status` agrees: the good commit is live and healthy on both targets
     status = {s["service"]: s for s in doc["status"]["services"]}

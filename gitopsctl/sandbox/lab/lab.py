@@ -45,6 +45,7 @@ class LabSettings:
     cancel_health_check_on_new_revision: bool = True
     kustomization_timeout: str = "60s"
     restart_backoff: float = 0.5
+    dependency_requeue: float = 1.0
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Lab:
             "targets": {name: {**target, **placed.get(target.get("kind"), {})}
                         for name, target in targets.items()},
             "stage": {**(seeded.get("stage") or {}), "delay": self.settings.stage_delay},
+            **({"consistency": seeded["consistency"]} if seeded.get("consistency") else {}),
             "timeouts": {"failure": self.settings.failure_timeout, "http": 2,
                          "ssh_connect": 5, "healthy_samples": self.settings.healthy_samples},
         }
@@ -239,7 +241,10 @@ class Lab:
                                     "password": self.registry.password}}
         # The gate as clusters/homelab/flux-system/kustomization.yaml sets it (on); benchmarks
         # turn it off to measure the hold-back.
-        flux = FluxOptions(cancel_health_check_on_new_revision=self.settings.cancel_health_check_on_new_revision)
+        # --requeue-dependency scaled down: at start, `apps` waits for `routing` (dependsOn);
+        # a stage never does, since gitopsctl reconciles the target's Kustomizations in order.
+        flux = FluxOptions(cancel_health_check_on_new_revision=self.settings.cancel_health_check_on_new_revision,
+                           dependency_requeue_interval=self.settings.dependency_requeue)
         self.kube = KubeEmulator(self.workdir / "kube", docker_client=self.client, registry_auth=auth,
                                  restart_backoff=self.settings.restart_backoff, max_backoff=2.0, flux=flux)
         self.kube.start()
@@ -257,7 +262,9 @@ class Lab:
                                              "spec.path to the seed")
                 self.kube.add_kustomization(ref.name, namespace=ref.namespace, path=spec["path"],
                                             wait=bool(spec.get("wait", False)),
-                                            timeout=self.settings.kustomization_timeout)
+                                            timeout=self.settings.kustomization_timeout,
+                                            depends_on=[d["name"] for d in spec.get("dependsOn") or []]
+                                            or None)
         try:
             self._wait_seed_healthy("kubernetes", 90)
         except ExternalError as exc:
@@ -336,10 +343,14 @@ class Lab:
         return self.remote.log(fmt=fmt)
 
     def served_version(self, service: str) -> str | None:
-        """What /version answers on the live service (the SOURCE_SHA it was built from)."""
+        """What /version answers on the live service (the SOURCE_SHA it was built from);
+        "route": what the frontend answers on /api/version, from the backend it reaches."""
         import urllib.request
 
-        url = (self.frontend_url if service == "frontend" else self.backend_url).replace("/healthz", "/version")
+        if service == "route":  # the backend, as the frontend reaches it through the cluster
+            url = self.frontend_url.replace("/healthz", "/api/version")
+        else:
+            url = (self.frontend_url if service == "frontend" else self.backend_url).replace("/healthz", "/version")
         try:
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             with opener.open(url, timeout=2) as resp:

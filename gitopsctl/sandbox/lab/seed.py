@@ -36,6 +36,7 @@ FRONTEND_APP = "clusters/homelab/apps/frontend"
 COMPOSE_FILE = "clusters/homelab/backend-vm/docker-compose.yml"
 SEALED_FILE = "clusters/homelab/backend-vm/backend-secrets.sealed.yaml"
 DEFAULT_NODE_PORT = "30080"
+ROUTE_EXAMPLE_ADDRESS = "192.168.1.50"  # clusters/homelab/routing/backend/endpointslice.yaml
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,18 @@ SANDBOX_CONFIG: Mapping[str, Any] = {
                     "health": [{"http": "http://127.0.0.1:<port:backend>/healthz"}]},
     },
     "targets": {
-        # clusters/homelab/apps.yaml and image-automation/automation.yaml name these objects.
+        # clusters/homelab/{routing,apps}.yaml and image-automation/automation.yaml name these.
         "kubernetes": {"kind": "kubernetes",
-                       "kustomizations": [{"name": "apps", "namespace": "flux-system"}],
+                       "kustomizations": [{"name": "routing", "namespace": "flux-system"},
+                                          {"name": "apps", "namespace": "flux-system"}],
                        "image_update_automation": {"name": "homelab", "namespace": "flux-system"}},
         "vm": {"kind": "vm", "compose_file": COMPOSE_FILE, "env_file": ".gitopsctl/backend.env",
                "sealed_secrets": [SEALED_FILE]},
     },
     "stage": {"order": ["frontend", "backend"]},
+    # The frontend's /api/version asks the backend through the route (routing/backend).
+    "consistency": [{"from": "frontend", "to": "backend", "timeout": "15s",
+                     "url": "http://127.0.0.1:<port:frontend>/api/version"}],
 }
 
 
@@ -132,6 +137,10 @@ def _adapt_sandbox(lab: Any, staging: Path) -> None:
         new = text
         if path.name == "service.yaml" and "frontend" in str(path.parent):
             new = new.replace(f"nodePort: {DEFAULT_NODE_PORT}", f"nodePort: {lab.ports['frontend']}")
+        if path.name == "endpointslice.yaml" and path.parent.name == "backend":
+            # The route leads to the lab's VM: its backend on loopback at its free port.
+            new = new.replace(f'["{ROUTE_EXAMPLE_ADDRESS}"]', '["127.0.0.1"]')
+            new = re.sub(r"(?m)^(\s+)port: 80$", rf"\g<1>port: {lab.ports['backend']}", new)
         if path.name == "docker-compose.yml":
             # A sandbox has no patience to spare: probe every second from the start.
             new = re.sub(r"(?m)^(\s+)interval: \S+$", r"\1interval: 1s", new)
