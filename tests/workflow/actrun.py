@@ -344,6 +344,10 @@ def homelab_config(registry_url: str, *, frontend_node_port: int, backend_port: 
     data = yaml.load(seed_config(registry_url))
     kube = data["targets"]["kubernetes"]
     kube.pop("context", None)  # the emulator's kubeconfig has one context, the current one
+    # This harness cluster runs the frontend's Kustomization only, without the route to the
+    # backend (tests/e2e/test_backend_route.py covers that): no routing, no consistency pair.
+    kube["kustomizations"] = [k for k in kube["kustomizations"] if k["name"] != "routing"]
+    data.pop("consistency", None)
     services = data["services"]
     services["frontend"]["health"] = [{"http": f"http://127.0.0.1:{frontend_node_port}/healthz"}]
     services["backend"]["health"] = [{"http": f"http://127.0.0.1:{backend_port}/healthz"},
