@@ -68,12 +68,17 @@ def homelab(lab_factory, frontend, timeout: str = "3s"):
                        consistency=[{"from": "web", "to": "api", "url": frontend.url, "timeout": timeout}])
 
 
-def test_a_stage_whose_frontend_reaches_the_new_backend_is_deployed(lab_factory, frontend):
-    lab = homelab(lab_factory, frontend)
+def staged(lab_factory, frontend, answers, timeout: str = "3s"):
+    """(homelab, source, stage result) of one stage whose frontend answers `answers`, in
+    order; a callable gets the source and returns them."""
+    lab = homelab(lab_factory, frontend, timeout)
     source = lab.app_commit("v2")
-    frontend.script = [(200, f"{source}\n")]
+    frontend.script = answers(source) if callable(answers) else answers
+    return lab, source, stage(lab.context(), FakeTargets(lab), source=source, delay=0, allow_unbuilt=True)
 
-    result = stage(lab.context(), FakeTargets(lab), source=source, delay=0, allow_unbuilt=True)
+
+def test_a_stage_whose_frontend_reaches_the_new_backend_is_deployed(lab_factory, frontend):
+    lab, source, result = staged(lab_factory, frontend, lambda source: [(200, f"{source}\n")])
 
     assert (result.exit_code, result.outcome) == (EXIT_OK, "deployed"), result.to_dict()
     step = next(s for s in result.steps if s.name == "consistency web→api")
@@ -94,11 +99,7 @@ def test_a_short_sha_names_the_version_too(lab_factory, frontend):
 
 
 def test_a_backend_version_that_arrives_late_within_the_timeout_passes(lab_factory, frontend):
-    lab = homelab(lab_factory, frontend, timeout="5s")
-    source = lab.app_commit("v2")
-    frontend.script = [(502, "backend restarting"), (200, "0ld0ld0ld"), (200, source)]
-
-    result = stage(lab.context(), FakeTargets(lab), source=source, delay=0, allow_unbuilt=True)
+    lab, source, result = staged(lab_factory, frontend, lambda source: [(502, "backend restarting"), (200, "0ld0ld0ld"), (200, source)], timeout="5s")
 
     assert result.exit_code == EXIT_OK, result.to_dict()
     step = next(s for s in result.steps if s.name == "consistency web→api")
@@ -106,11 +107,7 @@ def test_a_backend_version_that_arrives_late_within_the_timeout_passes(lab_facto
 
 
 def test_a_frontend_that_sees_another_backend_version_rolls_back_both(lab_factory, frontend):
-    lab = homelab(lab_factory, frontend, timeout="2s")
-    source = lab.app_commit("v2")
-    frontend.script = [(200, "1234567deadbeef\n")]
-
-    result = stage(lab.context(), FakeTargets(lab), source=source, delay=0, allow_unbuilt=True)
+    lab, source, result = staged(lab_factory, frontend, [(200, "1234567deadbeef\n")], timeout="2s")
 
     assert (result.exit_code, result.outcome) == (EXIT_ROLLED_BACK, "rolled-back"), result.to_dict()
     written = lab.written(source)
@@ -129,11 +126,7 @@ def test_a_frontend_that_sees_another_backend_version_rolls_back_both(lab_factor
 
 
 def test_a_route_that_fails_even_after_the_rollback_needs_a_human(lab_factory, frontend):
-    lab = homelab(lab_factory, frontend, timeout="1s")
-    source = lab.app_commit("v2")
-    frontend.script = [(502, "frontend: backend answered 404 for /version")]
-
-    result = stage(lab.context(), FakeTargets(lab), source=source, delay=0, allow_unbuilt=True)
+    lab, source, result = staged(lab_factory, frontend, [(502, "frontend: backend answered 404 for /version")], timeout="1s")
 
     assert (result.exit_code, result.outcome) == (EXIT_HUMAN_NEEDED, "rollback-failed"), result.to_dict()
     revert = lab.written(source)[-1]

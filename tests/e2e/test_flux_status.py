@@ -7,11 +7,34 @@ HealthCheckCanceled before it starts over. A deploy must ride through that, not 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
+
+from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
 
 from tests.e2e.drive import build, records, run_json
 
 pytestmark = pytest.mark.e2e
+
+
+@contextmanager
+def apps_spec(lab, **changes):
+    """The Kustomization `apps` with `changes` merged into its spec, restored on the way out."""
+    store = lab.kube.store
+    spec = store.get(KUSTOMIZATIONS, "flux-system", "apps")["spec"]
+    before = {key: spec.get(key) for key in changes}
+    store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": changes})
+    try:
+        yield
+    finally:
+        store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": before})
+
+
+def stage_commit(lab, page: str, message: str):
+    sha = lab.commit_app_change({"examples/frontend/www/index.html": page}, message)
+    build(lab, sha)
+    return sha, run_json(lab, "stage", "--source", sha)
 
 
 def test_our_own_request_cancelling_the_health_check_still_deploys(shared_lab):
@@ -23,18 +46,9 @@ def test_our_own_request_cancelling_the_health_check_still_deploys(shared_lab):
     # check starts with our request, not before it. Without the dependency (the homelab as it
     # was, or any Kustomization with none) the source event starts the check first: that
     # check is the one our own request must cancel and ride through.
-    from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
-
-    store = lab.kube.store
-    depends = store.get(KUSTOMIZATIONS, "flux-system", "apps")["spec"].get("dependsOn")
-    store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"dependsOn": None}})
-    try:
-        sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>canceled once</h1>\n"},
-                                    "app: frontend release whose health check our request cancels")
-        build(lab, sha)
-        code, doc, err = run_json(lab, "stage", "--source", sha)
-    finally:
-        store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"dependsOn": depends}})
+    with apps_spec(lab, dependsOn=None):
+        sha, (code, doc, err) = stage_commit(lab, "<h1>canceled once</h1>\n",
+                                             "app: frontend release whose health check our request cancels")
     assert code == 0, err
     assert doc["outcome"] == "deployed", doc
     ours = [c for c in kustomize.cancellations[before:] if c.trigger == "Kustomization/flux-system/apps"]
@@ -48,19 +62,10 @@ def test_a_missing_kustomization_path_fails_the_deploy_with_flux_reason_not_a_ti
     """ArtifactFailed never moves lastAttemptedRevision; once Flux has handled our request it
     is the verdict, so stage fails at once with Flux's message instead of waiting out its
     deadline."""
-    from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS
-
     lab = shared_lab
-    store = lab.kube.store
-    path = store.get(KUSTOMIZATIONS, "flux-system", "apps")["spec"]["path"]
-    store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"path": "./clusters/homelab/no-such-app"}})
-    try:
-        sha = lab.commit_app_change({"examples/frontend/www/index.html": "<h1>never applied</h1>\n"},
-                                    "app: frontend release Flux cannot find")
-        build(lab, sha)
-        code, doc, err = run_json(lab, "stage", "--source", sha)
-    finally:
-        store.patch(KUSTOMIZATIONS, "flux-system", "apps", {"spec": {"path": path}})
+    with apps_spec(lab, path="./clusters/homelab/no-such-app"):
+        sha, (code, doc, err) = stage_commit(lab, "<h1>never applied</h1>\n",
+                                             "app: frontend release Flux cannot find")
     assert code != 0, doc
     step = next(s for s in doc["steps"] if s["name"] == "frontend healthy")
     assert (step["status"], step["detail"]) == ("failed", "frontend Kustomization ArtifactFailed"), step
