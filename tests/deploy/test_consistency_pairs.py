@@ -99,7 +99,9 @@ def test_a_short_sha_names_the_version_too(lab_factory, frontend):
 
 
 def test_a_backend_version_that_arrives_late_within_the_timeout_passes(lab_factory, frontend):
-    lab, source, result = staged(lab_factory, frontend, lambda source: [(502, "backend restarting"), (200, "0ld0ld0ld"), (200, source)], timeout="5s")
+    lab, source, result = staged(
+        lab_factory, frontend, lambda source: [(502, "backend restarting"), (200, "0ld0ld0ld"), (200, source)],
+        timeout="5s")
 
     assert result.exit_code == EXIT_OK, result.to_dict()
     step = next(s for s in result.steps if s.name == "consistency web→api")
@@ -126,7 +128,8 @@ def test_a_frontend_that_sees_another_backend_version_rolls_back_both(lab_factor
 
 
 def test_a_route_that_fails_even_after_the_rollback_needs_a_human(lab_factory, frontend):
-    lab, source, result = staged(lab_factory, frontend, [(502, "frontend: backend answered 404 for /version")], timeout="1s")
+    lab, source, result = staged(lab_factory, frontend, [(502, "frontend: backend answered 404 for /version")],
+                                 timeout="1s")
 
     assert (result.exit_code, result.outcome) == (EXIT_HUMAN_NEEDED, "rollback-failed"), result.to_dict()
     revert = lab.written(source)[-1]
