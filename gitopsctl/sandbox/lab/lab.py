@@ -8,8 +8,9 @@
     Docker engine (private dockerd, or the machine's own)
 
 What runs on it is a seed (gitopsctl.sandbox.lab.seed): by default the sandbox's own
-homelab, copied from this project's clusters/homelab and examples/ with the few changes
-a local sandbox needs (stated in `seed._adapt_sandbox`); `Lab(seed=...)` runs any other.
+homelab, copied from this project's clusters/homelab and examples/ (installed with the
+package as its data) with the few changes a local sandbox needs (stated in
+`seed._adapt_sandbox`); `Lab(seed=...)` runs any other.
 The seed gives the repository's tree and what its gitopsctl.yaml says about services and
 targets; the lab adds where they run here (`config_text`). The images the seeded markers
 name are built from each service's context and pushed first, so the homelab starts out
@@ -30,11 +31,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from gitopsctl.errors import ExternalError
-from gitopsctl.sandbox.lab.seed import HomelabSeed, fill, fill_tree, flux_kustomizations, sandbox_seed
-
-
-def project_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+from gitopsctl.sandbox.lab.seed import (HomelabSeed, fill, fill_tree, flux_kustomizations, sandbox_seed,
+                                        seed_source)
 
 
 @dataclass
@@ -52,7 +50,9 @@ class LabSettings:
 class Lab:
     workdir: Path
     settings: LabSettings = field(default_factory=LabSettings)
-    source: Path = field(default_factory=project_root)
+    # where the sandbox's own homelab is read from; None: the copy installed with gitopsctl,
+    # or a checkout's (seed.seed_source)
+    source: Path | None = None
     seed: HomelabSeed | None = None  # None: the sandbox's own homelab, from `source`
     progress: Callable[[str], None] = lambda message: None
     engine: object = None
@@ -86,7 +86,7 @@ class Lab:
             self.registry = Registry(self.workdir / "registry").start()
             self._stack.append(self.registry.close)
             if self.seed is None:
-                self.seed = sandbox_seed(self.source)
+                self.seed = sandbox_seed(self.source or seed_source(self.workdir / "seed-package"))
             self.ports = {name: free_port() for name in self.seed.port_names()}
             self.compose_project = f"lab{secrets.token_hex(3)}"
             self._write_client_files()

@@ -15,8 +15,9 @@ plain YAML scalars, so a seed's files stay valid YAML and compose files as they 
     <port:NAME>      a free loopback port, one per NAME (`Lab.ports[NAME]`)
 
 `sandbox_seed()` is the sandbox's own homelab (frontend on Kubernetes, backend on the
-VM, copied from this project's clusters/homelab and examples/); `HomelabSeed.from_directory`
-reads any other from a directory holding its tree and its gitopsctl.yaml.
+VM: this project's clusters/homelab and examples/, which the wheel carries as package
+data, see `seed_source`); `HomelabSeed.from_directory` reads any other from a directory
+holding its tree and its gitopsctl.yaml.
 """
 
 from __future__ import annotations
@@ -93,9 +94,52 @@ def fill_tree(root: Path, registry: str, ports: Mapping[str, int]) -> None:
             path.write_text(new)
 
 
+# What the sandbox seeds, relative to a checkout's top or to the package's data/seed/
+# (setup.py copies the same paths into the wheel).
+SEED_PATHS = ("clusters/homelab", "examples/frontend", "examples/backend")
+
+
+def seed_source(scratch: Path) -> Path:
+    """A directory holding SEED_PATHS: the copy installed with the package, else (a checkout
+    or an editable install) the checkout's own files. A package imported from a zip has no
+    real files, and docker build needs them: the copy is then extracted into `scratch`."""
+    from importlib import resources
+
+    from gitopsctl.errors import ExternalError
+
+    packaged = resources.files("gitopsctl") / "data" / "seed"
+    if isinstance(packaged, Path):
+        if packaged.is_dir():
+            return packaged
+    elif packaged.is_dir():
+        _extract(packaged, Path(scratch))
+        return Path(scratch)
+    checkout = Path(__file__).resolve().parents[3]
+    if all((checkout / rel).is_dir() for rel in SEED_PATHS):
+        return checkout
+    raise ExternalError("this gitopsctl has no seed homelab for the sandbox "
+                        f"(neither gitopsctl/data/seed nor a checkout's {', '.join(SEED_PATHS)})",
+                        hint="install gitopsctl from a wheel, a git URL or a checkout with pip; "
+                             "a package built without its setup.py lacks the seed")
+
+
+def _extract(node: Any, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in node.iterdir():
+        if child.is_dir():
+            _extract(child, dest / child.name)
+        else:
+            (dest / child.name).write_bytes(child.read_bytes())
+            if child.name.endswith((".sh", ".cgi")):
+                # importlib's view of a zip has no file modes, and busybox httpd runs a
+                # CGI script only when it is executable
+                (dest / child.name).chmod(0o755)
+
+
 def sandbox_seed(source: Path) -> HomelabSeed:
-    """The sandbox's homelab: this project's clusters/homelab and examples/, as they are."""
-    tree = {rel: source / rel for rel in ("clusters/homelab", "examples/frontend", "examples/backend")}
+    """The sandbox's homelab: this project's clusters/homelab and examples/, as they are
+    (`source` as `seed_source` finds it)."""
+    tree = {rel: source / rel for rel in SEED_PATHS}
     return HomelabSeed(tree=tree, config=SANDBOX_CONFIG, vm_env={"BACKEND_PORT": "<port:backend>"},
                        adapt=_adapt_sandbox)
 
