@@ -16,7 +16,6 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from gitopsctl import __version__
 
 # Subcommands are registered on `commands` and turned into click commands one at a
 # time, on demand: `gitopsctl --help` and `gitopsctl bump` never pay for building
@@ -25,17 +24,20 @@ commands = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
 class _LazyGroup(TyperGroup):
+    def __init__(self, *args, **kwargs) -> None:
+        from gitopsctl.cliglobals import completion_options
+
+        super().__init__(*args, **kwargs)
+        self.params.extend(completion_options())
+
     def list_commands(self, ctx) -> list[str]:
         return [_name(info) for info in commands.registered_commands]
 
     def get_command(self, ctx, cmd_name: str):
-        import typer.main
+        from gitopsctl.cliglobals import global_params, inherit
 
-        for info in commands.registered_commands:
-            if _name(info) == cmd_name:
-                return typer.main.get_command_from_info(
-                    info, pretty_exceptions_short=True, rich_markup_mode=None)
-        return None
+        info = _info(cmd_name)
+        return inherit(_build(info), global_params(self)) if info else None
 
     def format_commands(self, ctx, formatter) -> None:
         try:  # typer >= 0.28 vendors click
@@ -49,6 +51,28 @@ class _LazyGroup(TyperGroup):
                 for info in commands.registered_commands]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _info(cmd_name: str):
+    return next((info for info in commands.registered_commands if _name(info) == cmd_name), None)
+
+
+def _build(info):
+    import typer.main
+
+    return typer.main.get_command_from_info(info, pretty_exceptions_short=True, rich_markup_mode=None)
+
+
+def global_option_clashes() -> dict[str, list[str]]:
+    """Per subcommand, the global flags it also declares itself (there, its own meaning wins).
+
+    Checked by a test rather than at start-up, which would build every subcommand."""
+    from gitopsctl.cliglobals import clashes, global_params
+
+    root = typer.main.get_command(app)
+    found = {_name(info): clashes(_build(info), global_params(root))
+             for info in commands.registered_commands}
+    return {name: flags for name, flags in found.items() if flags}
 
 
 def _name(info) -> str:
@@ -65,8 +89,11 @@ app = typer.Typer(
     name="gitopsctl",
     help="A homelab git repository that deploys itself and heals itself.\n\n"
          "Exit codes: 0 ok; 1 failed (deploy rolled back, or check found problems); "
-         "2 usage/config/input error; 3 rollback failed, a human must act; 4 superseded.",
+         "2 usage/config/input error; 3 rollback failed, a human must act; 4 superseded; "
+         "5 suspended (deploys paused).",
     no_args_is_help=True,
+    # typer's own completion options detect the shell only; _LazyGroup adds ones that also
+    # take its name (`--show-completion bash`)
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -82,13 +109,14 @@ class Output(str, Enum):
 def _config_names(section: str):
     """Shell completion of the names gitopsctl.yaml gives its services or targets."""
 
-    def complete(incomplete: str) -> list[str]:
-        import os
-
+    def complete(ctx: typer.Context, incomplete: str) -> list[str]:
         from gitopsctl import config as cfg
+        from gitopsctl.cliglobals import config_location, global_options
 
         try:
-            loaded = cfg.load(os.environ.get("GITOPSCTL_CONFIG") or cfg.default_config_path())
+            given = global_options(ctx)
+            root, path = config_location(given["config"], given["repo"])
+            loaded = cfg.load(path, root=root)
         except Exception:  # noqa: BLE001 - completion must never print a traceback into a shell
             return []
         names = list(getattr(loaded, section)) + (["all"] if section == "services" else [])
@@ -103,15 +131,16 @@ class Scope(str, Enum):
     cluster_wide = "cluster-wide"
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gitopsctl {__version__}")
-        raise typer.Exit()
+def _version(ctx: typer.Context, value: bool) -> None:
+    from gitopsctl.cliglobals import print_version
+
+    print_version(ctx, value)
 
 
+# Every option here is accepted after the subcommand too (cliglobals.inherit), and the
+# commands read them through cliglobals.global_options, not from this function's arguments.
 @app.callback()
 def main_options(
-    ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option(
         "--config", envvar="GITOPSCTL_CONFIG", metavar="PATH",
         help="Config file [default: gitopsctl.yaml at the root of the git repository]")] = None,
@@ -119,25 +148,24 @@ def main_options(
         "--repo", envvar="GITOPSCTL_REPO", metavar="PATH",
         help="The homelab git repository [default: the one containing the current directory]")] = None,
     output: Annotated[Output, typer.Option(
-        "--output", "-o", envvar="GITOPSCTL_OUTPUT",
+        # eager, and --version not: `--version -o json` then prints JSON in either order
+        "--output", "-o", envvar="GITOPSCTL_OUTPUT", is_eager=True,
         help="text for people; json prints exactly one JSON document on stdout")] = Output.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", envvar="GITOPSCTL_VERBOSE",
                                           help="Show debug detail on stderr")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", envvar="GITOPSCTL_NO_COLOR",
                                            help="Plain output (NO_COLOR is honoured too)")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version,
+                                          help="Print the version and commit, and exit")] = False,
 ) -> None:
-    from gitopsctl.cliutil import make_context
-
-    ctx.obj = make_context(config=config, repo=repo, output=output.value,
-                           verbose=verbose, no_color=no_color)
+    """Nothing to do yet: _run builds the Context once the subcommand has parsed its argv."""
 
 
 def _run(ctx: typer.Context, command: str, durations=None, **options) -> None:
-    from gitopsctl.cliutil import run_command
+    from gitopsctl.cliglobals import global_options
+    from gitopsctl.cliutil import make_context, run_command
 
-    run_command(ctx.obj, command, options, durations)
+    run_command(make_context(**global_options(ctx)), command, options, durations)
 
 
 # Duration options are read as text and checked by config.duration_option against the
@@ -262,6 +290,21 @@ def check(
 
 
 @commands.command()
+def summary(
+    ctx: typer.Context,
+    sources: Annotated[List[Path], typer.Option(
+        "--from", metavar="FILE.json",
+        help="A command's --output json result, named after it (build.json, stage.json); repeat "
+             "in run order; a missing file is a command that never ran")],
+    output_file: Annotated[Optional[Path], typer.Option(
+        "--output-file", metavar="PATH",
+        help="Also append the Markdown to this file, e.g. \"$GITHUB_STEP_SUMMARY\"")] = None,
+) -> None:
+    """Write a CI job summary in Markdown from the JSON results of build and stage."""
+    _run(ctx, "summary", sources=sources, output_file=output_file)
+
+
+@commands.command()
 def seal(
     ctx: typer.Context,
     cert: Annotated[Path, typer.Option(
@@ -320,6 +363,62 @@ def status(
 ) -> None:
     """Show per target the live source, image and health, and the latest deploys and rollbacks."""
     _run(ctx, "status", limit=limit, health=health)
+
+
+@commands.command()
+def history(
+    ctx: typer.Context,
+    service: Annotated[Optional[str], typer.Option(
+        metavar="NAME", autocompletion=_config_names("services"),
+        help="Only this service's deploys, the rollbacks reverting them, and pauses")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="Only the deploys and rollbacks of this source commit")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        metavar="DATE|DURATION", help="Only newer records: 2h, 7d, 2026-11-30, 2026-11-30T18:00Z")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most N records")] = 20,
+) -> None:
+    """List deploys, rollbacks, suspends and resumes read from git, newest first."""
+    _run(ctx, "history", service=service, source=source, since=since, limit=limit)
+
+
+@commands.command()
+def suspend(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(
+        metavar="TEXT", help="Why, recorded in the suspend commit")],
+) -> None:
+    """Pause deploys and Flux image automation with one commit saying who and why."""
+    _run(ctx, "suspend", reason=reason)
+
+
+@commands.command()
+def resume(
+    ctx: typer.Context,
+    reason: Annotated[Optional[str], typer.Option(
+        metavar="TEXT", help="Why, recorded in the resume commit")] = None,
+) -> None:
+    """Let deploys (and the image automation the suspend paused) run again, with one commit."""
+    _run(ctx, "suspend", reason=reason, resume=True)
+
+
+@commands.command()
+def diff(
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Option(
+        metavar="SHA", help="App commit whose stage to preview [default: HEAD]")] = None,
+    service: Annotated[Optional[str], typer.Option(
+        metavar="NAME", autocompletion=_config_names("services"),
+        help="Preview only this service's edits [default: every service in stage.order]")] = None,
+    allow_unbuilt: Annotated[bool, typer.Option(
+        "--allow-unbuilt", help="Preview <repository>:<sha7> even when no build record or "
+                                "registry tag shows it was built")] = False,
+    exit_code: Annotated[bool, typer.Option(
+        "--exit-code", help="Exit 1 when the stage would change anything (as git diff)")] = False,
+) -> None:
+    """Show what a stage of a source would change: the marker edits, and the rendered
+    manifests (kustomize) and compose config before and after. Changes nothing."""
+    _run(ctx, "diff", source=source, service=service, allow_unbuilt=allow_unbuilt,
+         exit_code=exit_code)
 
 
 class SandboxAction(str, Enum):

@@ -21,11 +21,9 @@ _REVEALS_SECRETS = frozenset({"unseal"})
 
 def make_context(*, config: Optional[Path], repo: Optional[Path], output: str, verbose: bool,
                  no_color: bool) -> Context:
-    from gitopsctl.config import CONFIG_FILENAME, find_repo_root
+    from gitopsctl.cliglobals import config_location
 
-    cwd = Path.cwd()
-    repo_root = (repo.resolve() if repo else None) or find_repo_root(cwd.resolve()) or cwd.resolve()
-    config_path = config if config else repo_root / CONFIG_FILENAME
+    repo_root, config_path = config_location(config, repo)
     reporter = Reporter(verbose=verbose, color=color_enabled(no_color),
                         github_annotations=os.environ.get("GITHUB_ACTIONS") == "true"
                         or os.environ.get("GITEA_ACTIONS") == "true")

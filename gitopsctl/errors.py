@@ -1,11 +1,7 @@
 """One exception family. Each error knows its exit code and how to fix it.
 
-Exit codes (documented in README.md):
-  0 success
-  1 deploy failed and was rolled back (also: `check` found problems)
-  2 usage, config or input error
-  3 rollback failed, a human must act
-  4 superseded: a newer deploy is already live, nothing changed
+Exit codes: EXIT_MEANINGS below, the one table of them (README.md documents it; the CI
+job summary, `gitopsctl summary`, reads it).
 """
 
 from __future__ import annotations
@@ -18,6 +14,20 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_HUMAN_NEEDED = 3
 EXIT_SUPERSEDED = 4
+# Not 4: a pipeline may treat "superseded" as done, but a paused deploy is still to do.
+EXIT_SUSPENDED = 5
+# EX_SOFTWARE (sysexits.h): a bug in gitopsctl, whatever the command
+EXIT_INTERNAL = 70
+
+EXIT_MEANINGS = {
+    EXIT_OK: "success",
+    EXIT_ROLLED_BACK: "deploy failed and was rolled back (also: `check` found problems)",
+    EXIT_USAGE: "usage, config or input error, nothing changed",
+    EXIT_HUMAN_NEEDED: "rollback failed, a human must act",
+    EXIT_SUPERSEDED: "superseded: a newer deploy is already live, nothing changed",
+    EXIT_SUSPENDED: "suspended: deploys are paused (`gitopsctl suspend`), nothing changed",
+    EXIT_INTERNAL: "internal error: a bug in gitopsctl (rerun with -v for the traceback)",
+}
 
 
 @dataclass(frozen=True)
@@ -103,3 +113,10 @@ class CheckFailed(GitopsctlError):
 class Superseded(GitopsctlError):
     exit_code = EXIT_SUPERSEDED
     kind = "superseded"
+
+
+class Suspended(GitopsctlError):
+    """Deploys are suspended in git (deploy/suspension.py); a stage stops before any push."""
+
+    exit_code = EXIT_SUSPENDED
+    kind = "suspended"

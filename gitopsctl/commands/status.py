@@ -43,6 +43,11 @@ class StatusView:
             table.add_row(svc["service"], svc["target"], (svc["source"] or "-")[:7],
                           svc["image"] or "-", _when(svc["deployed_at"]), shown)
         console.print(table)
+        if res.suspension:
+            pause = res.suspension
+            console.print(f"SUSPENDED since {pause['since']} by {pause['by']} ({pause['commit'][:7]}): "
+                          f"{pause['reason']}; `gitopsctl resume` lets deploys run again",
+                          markup=False)
         for pair in res.consistency:
             console.print(f"consistency {pair['pair']}: {'ok' if pair['ok'] else 'FAILED'}: "
                           f"{pair['message']}", markup=False)

@@ -31,7 +31,9 @@ from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
 from gitopsctl.deploy.rollback import Failure, perform
 from gitopsctl.deploy.state import commit_author, deploy_message, ensure_not_superseded, read_state
 from gitopsctl.deploy.steps import StageResult, Step, Timed
-from gitopsctl.errors import EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded
+from gitopsctl.deploy.suspension import ensure_not_suspended
+from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded,
+                              Suspended)
 from gitopsctl.health import HealthReport
 
 EXIT_INTERNAL = 70
@@ -49,6 +51,8 @@ def stage(ctx, targets: Any, *, source: str | None = None, delay: float | None =
     except Superseded as exc:
         # A newer pipeline deployed while this one ran: it owns the deploy now.
         return _superseded(result, exc, t0, ctx.reporter)
+    except Suspended as exc:
+        return _suspended(result, exc, t0, ctx.reporter)
     except Exception as exc:  # noqa: BLE001 - any failure after a push must still roll back
         if not result.commits:
             return _failed_before_push(ctx, result, exc, t0)
@@ -70,6 +74,8 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
     with Timed(result, "sync with remote") as step:
         tip = gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
         step.detail = f"{config.git.remote}/{config.git.branch} at {tip[:7]}"
+    # Paused in git (`gitopsctl suspend`): stop before any push, this run's or an earlier's.
+    ensure_not_suspended(root, tip)
     state = read_state(root, tip)
     # What an earlier run of this source already pushed counts as pushed by this one.
     result.commits.extend(r.commit for r in reversed(state.live_of_source(source)))
@@ -301,6 +307,16 @@ def _superseded(result: StageResult, exc: Superseded, t0: float, rep) -> StageRe
     result.steps.append(Step("superseded check", "skipped", 0.0, exc.message))
     result.elapsed = time.monotonic() - t0
     rep.warning(exc.message)
+    return result
+
+
+def _suspended(result: StageResult, exc: Suspended, t0: float, rep) -> StageResult:
+    result.outcome = "suspended"
+    result.exit_code = exc.exit_code
+    result.error = exc.to_dict()
+    result.steps.append(Step("suspended check", "failed", 0.0, exc.message))
+    result.elapsed = time.monotonic() - t0
+    rep.failure(f"nothing was deployed: {exc.message}")
     return result
 
 

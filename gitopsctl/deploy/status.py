@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitopsctl import repo as gitrepo
+from gitopsctl.deploy import suspension
 from gitopsctl.deploy.converge import check_once
 from gitopsctl.deploy.state import read_state
 from gitopsctl.errors import EXIT_FINDINGS, EXIT_OK, GitopsctlError
@@ -24,6 +25,7 @@ class StatusResult:
     services: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     consistency: list[dict] = field(default_factory=list)
+    suspension: dict | None = None   # Suspension.to_dict() while deploys are paused
     exit_code: int = EXIT_OK
 
     @property
@@ -40,7 +42,8 @@ class StatusResult:
                 "healthy": not self.unhealthy if probed else None, "unhealthy": self.unhealthy,
                 "consistent": not self.inconsistent if self.consistency else None,
                 "inconsistent": self.inconsistent, "services": self.services,
-                "consistency": self.consistency, "history": self.history}
+                "consistency": self.consistency, "history": self.history,
+                "suspended": self.suspension is not None, "suspension": self.suspension}
 
 
 def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> StatusResult:
@@ -54,6 +57,11 @@ def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> Status
         ref = "HEAD"
     state = read_state(root, ref)
     result = StatusResult(branch=config.git.branch, tip=state.tip)
+    standing = suspension.current(root, state.tip)
+    if standing is not None:
+        result.suspension = standing.to_dict()
+        # Not a finding (exit 0): a pause is a decision, but nobody may miss it.
+        ctx.reporter.warning(f"{standing.describe()}; `gitopsctl resume` lets them run again")
     for service in config.stage.order:
         live = state.live(service)
         entry = {"service": service, "target": targets.target_name(service),

@@ -14,6 +14,17 @@ Trailer format (see docs/bump-and-check.md and DESIGN.md):
     Reason: …
     Evidence: …
     Gitopsctl-Rollback-Of: <source sha>
+
+    chore: suspend deploys — <reason> [skip ci]
+
+    Gitopsctl-Suspend: <reason>
+    Gitopsctl-Suspended-By: <who>
+    Gitopsctl-Suspend-Automation: flux-system/<name>   (one per automation it suspended)
+
+    chore: resume deploys [skip ci]
+
+    Gitopsctl-Resume: <reason>
+    Gitopsctl-Resumed-By: <who>
 """
 
 from __future__ import annotations
@@ -33,6 +44,13 @@ ROLLBACK_OF = "Gitopsctl-Rollback-Of"
 REVERTS = "Reverts"
 REASON = "Reason"
 EVIDENCE = "Evidence"
+# Pausing deploys (deploy/suspension.py). `Gitopsctl-Resume-Automation`, written by a good
+# stage, is another trailer: the greps below anchor on the colon.
+SUSPEND = "Gitopsctl-Suspend"
+SUSPENDED_BY = "Gitopsctl-Suspended-By"
+SUSPEND_AUTOMATION = "Gitopsctl-Suspend-Automation"
+RESUME = "Gitopsctl-Resume"
+RESUMED_BY = "Gitopsctl-Resumed-By"
 
 _TRAILER_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
 
@@ -48,7 +66,7 @@ class DeployRecord:
     """A gitopsctl commit read back from `git log`."""
 
     commit: str
-    kind: str                  # "deploy" or "rollback"
+    kind: str                  # "deploy" or "rollback"; "suspend" or "resume" when asked for
     subject: str
     timestamp: int
     service: str | None = None     # Gitopsctl-Stage
@@ -124,14 +142,26 @@ def _record(commit: str, timestamp: int, message: str) -> DeployRecord | None:
     if SOURCE in trailers and STAGE in trailers:
         return DeployRecord(commit, "deploy", subject, timestamp, service=first(STAGE),
                             source=first(SOURCE), image=first(IMAGE), trailers=trailers)
+    if SUSPEND in trailers:
+        return DeployRecord(commit, "suspend", subject, timestamp, reason=first(SUSPEND),
+                            trailers=trailers)
+    if RESUME in trailers:
+        return DeployRecord(commit, "resume", subject, timestamp, reason=first(RESUME),
+                            trailers=trailers)
     return None
 
 
-def deploy_log(root: Path | str, rev: str = "HEAD", *,
-               limit: int | None = None) -> list[DeployRecord]:
-    """Deploys and rollbacks reachable from `rev`, newest first."""
+_DEPLOY_GREPS = (SOURCE, ROLLBACK_OF, REVERTS)
+_PAUSE_GREPS = (SUSPEND, RESUME)
+
+
+def deploy_log(root: Path | str, rev: str = "HEAD", *, limit: int | None = None,
+               deploys: bool = True, pauses: bool = False) -> list[DeployRecord]:
+    """Deploys and rollbacks reachable from `rev`, newest first; with `pauses`, the
+    suspend and resume records too (`deploys=False`: only those)."""
+    keys = (_DEPLOY_GREPS if deploys else ()) + (_PAUSE_GREPS if pauses else ())
     args = ["log", "--first-parent", "--format=%H%x1f%ct%x1f%B%x1e",
-            f"--grep=^{SOURCE}:", f"--grep=^{ROLLBACK_OF}:", f"--grep=^{REVERTS}:", rev, "--"]
+            *(f"--grep=^{key}:" for key in keys), rev, "--"]
     proc = run(root, args, ok_codes=(0, 128))
     if proc.returncode != 0:
         why = proc.stderr.decode("utf-8", "replace").strip()
@@ -146,11 +176,20 @@ def deploy_log(root: Path | str, rev: str = "HEAD", *,
             continue
         sha, ts, message = chunk.split("\x1f", 2)
         record = _record(sha, int(ts), message)
-        if record is not None:
+        if record is not None and (deploys or record.kind in ("suspend", "resume")) \
+                and (pauses or record.kind in ("deploy", "rollback")):
             records.append(record)
             if limit is not None and len(records) >= limit:
                 break
     return records
+
+
+def record_commit(root: Path | str, parent: str, message: str, author: Author) -> str:
+    """A commit on `parent` with `parent`'s tree: a record that edits no file (a suspend or
+    resume with no image automation to touch). Not pushed here."""
+    tree = run(root, ["rev-parse", f"{parent}^{{tree}}"]).stdout.decode().strip()
+    return run(root, ["commit-tree", tree, "-p", parent, "-F", "-"], data=message.encode(),
+               author=author).stdout.decode().strip()
 
 
 def commit_message(root: Path | str, sha: str) -> str:
