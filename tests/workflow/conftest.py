@@ -1,11 +1,15 @@
 """Fixtures for running the deploy workflow with act against the harness services.
 
-    pipeline       a bare remote seeded with this project (code, examples, clusters, the
-                   workflow) and a gitopsctl.yaml pointing at the session's registry
-    homelab        the same, plus somewhere to deploy to: a Kubernetes API emulator whose
-                   Flux follows the remote, and an sshd "VM" with a checkout of it
-    act_run        act_run(sha) -> ActRun for the pipeline's commit `sha`
-    skip_pipeline  a bare repository with only the workflow, for runs that must not start
+    pipeline          a bare remote seeded with this project (code, examples, clusters, the
+                      workflow) and a gitopsctl.yaml pointing at the session's registry
+    homelab           the same, plus somewhere to deploy to: a Kubernetes API emulator whose
+                      Flux follows the remote, and an sshd "VM" with a checkout of it
+    adopted_homelab   the same lab, but the repository is a homelab that adopted the
+                      workflow (clusters/, the services, gitopsctl.yaml, a copy of .gitea/)
+                      and installs gitopsctl from a wheel built from this checkout
+    adopted_pipeline  that homelab repository with no lab behind it
+    act_run           act_run(sha) -> ActRun for the pipeline's commit `sha`
+    skip_pipeline     a bare repository with only the workflow, for runs that must not start
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,9 +30,11 @@ import pytest
 from gitopsctl.sandbox.lab.gitremote import make_git_remote as _make_git_remote
 from gitopsctl.sandbox.lab.ports import free_port
 
-from .actrun import (ACT, BACKEND_COMPOSE, FRONTEND_DEPLOYMENT, FRONTEND_SERVICE, REPO_ROOT, SEED,
-                     SMOKE_TEST, Pipeline, homelab_config, run_act, seed_config)
+from .actrun import (ACT, BACKEND_COMPOSE, FRONTEND_DEPLOYMENT, FRONTEND_SERVICE, HOMELAB_GITIGNORE,
+                     HOMELAB_SEED, REPO_ROOT, SEED, SMOKE_TEST, TEST_COMMAND, Pipeline,
+                     homelab_config, run_act, seed_config)
 from .githttp import GitHttpServer
+from .runnerhost import RunnerHost, runner_host
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -74,7 +81,7 @@ def pipeline(tmp_path, act_bin, docker_engine, base_image, registry, git_http) -
         variables={"GITOPSCTL_GIT_URL": git_http.url(remote.bare),
                    # the session's venv has every dependency; the checkout's code runs
                    "GITOPSCTL_CI_PYTHON": sys.executable,
-                   "GITOPSCTL_TEST_ARGS": "tests -q -p no:cacheprovider"},
+                   "GITOPSCTL_TEST_COMMAND": TEST_COMMAND},
         env={"DOCKER_HOST": docker_engine.docker_host, "DOCKER_CONFIG": str(docker_config)})
 
 
@@ -119,8 +126,16 @@ def _wait_for(url: str, deadline_s: float, why: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registry) -> Iterator[Homelab]:
+@pytest.fixture(scope="session")
+def runner(tmp_path_factory) -> RunnerHost:
+    return runner_host(tmp_path_factory.mktemp("runner-host"))
+
+
+@contextmanager
+def _lab(tmp_path, docker_engine, docker_client, base_image, registry, *,
+         seed: dict[str, Path], files: dict[str, str], variables: dict[str, str],
+         env: dict[str, str]) -> Iterator[Homelab]:
+    """A homelab remote seeded with `seed` and `files`, and a cluster and VM it deploys to."""
     from gitopsctl.sandbox.lab.kube import KubeEmulator
     from gitopsctl.sandbox.lab.sshd import start_sshd
 
@@ -140,7 +155,7 @@ def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registr
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "NO_COLOR": "1"})
     app = "clusters/homelab/apps/frontend"
     remote = _make_git_remote(
-        tmp_path / "git", {name: REPO_ROOT / name for name in SEED},
+        tmp_path / "git", seed,
         files={"gitopsctl.yaml": homelab_config(
                    registry.url, frontend_node_port=node_port, backend_port=backend_port,
                    ssh_host=sshd.host, ssh_port=sshd.port, ssh_user=sshd.user,
@@ -151,7 +166,7 @@ def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registr
                f"{app}/service.yaml": FRONTEND_SERVICE.format(node_port=node_port),
                "clusters/homelab/backend-vm/docker-compose.yml": BACKEND_COMPOSE.format(
                    image=images["backend"], port=backend_port),
-               "tests/test_smoke.py": SMOKE_TEST},
+               **files},
         message="homelab: initial import")
     remote.clone(vm_checkout)
     (tmp_path / "runner-docker-config").mkdir()
@@ -173,11 +188,9 @@ def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registr
                              "GITOPSCTL_SSH_KEY": sshd.client_key.read_text().strip(),
                              "GITOPSCTL_KNOWN_HOSTS": sshd.known_hosts.read_text().strip(),
                              "KUBECONFIG": kube.kubeconfig.read_text()},
-                    variables={"GITOPSCTL_GIT_URL": remote.url,
-                               "GITOPSCTL_CI_PYTHON": sys.executable,
-                               "GITOPSCTL_TEST_ARGS": "tests -q -p no:cacheprovider"},
+                    variables={"GITOPSCTL_GIT_URL": remote.url, **variables},
                     env={"DOCKER_HOST": docker_engine.docker_host,
-                         "DOCKER_CONFIG": str(tmp_path / "runner-docker-config")}),
+                         "DOCKER_CONFIG": str(tmp_path / "runner-docker-config"), **env}),
                 kube=kube, vm_checkout=vm_checkout, compose_project=project,
                 frontend_url=frontend_url, backend_url=f"http://127.0.0.1:{backend_port}")
     finally:
@@ -185,6 +198,42 @@ def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registr
         for container in docker_client.containers.list(
                 all=True, filters={"label": f"com.docker.compose.project={project}"}):
             container.remove(force=True)
+
+
+@pytest.fixture
+def homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registry) -> Iterator[Homelab]:
+    """This repository: the pushed commit's own gitopsctl runs, from the checkout."""
+    with _lab(tmp_path, docker_engine, docker_client, base_image, registry,
+              seed={name: REPO_ROOT / name for name in SEED},
+              files={"tests/test_smoke.py": SMOKE_TEST},
+              variables={"GITOPSCTL_CI_PYTHON": sys.executable,
+                         "GITOPSCTL_TEST_COMMAND": TEST_COMMAND},
+              env={}) as lab:
+        yield lab
+
+
+@pytest.fixture
+def adopted_homelab(tmp_path, act_bin, docker_engine, docker_client, base_image, registry,
+                    runner) -> Iterator[Homelab]:
+    """A homelab repository without gitopsctl's source: gitopsctl comes from a pinned wheel,
+    and the test job runs the default test command (`gitopsctl check`)."""
+    with _lab(tmp_path, docker_engine, docker_client, base_image, registry,
+              seed={name: REPO_ROOT / name for name in HOMELAB_SEED},
+              files={".gitignore": HOMELAB_GITIGNORE},
+              variables=runner.variables(), env=runner.env()) as lab:
+        yield lab
+
+
+@pytest.fixture
+def adopted_pipeline(tmp_path, act_bin, registry, runner) -> Pipeline:
+    """The adopted homelab repository with nothing to deploy to: for runs that stop early."""
+    remote = _make_git_remote(
+        tmp_path / "git", {name: REPO_ROOT / name for name in HOMELAB_SEED},
+        files={"gitopsctl.yaml": seed_config(registry.url), ".gitignore": HOMELAB_GITIGNORE},
+        message="homelab: initial import")
+    return Pipeline(remote=remote, root=tmp_path, secrets={},
+                    variables={"GITOPSCTL_GIT_URL": remote.url, **runner.variables()},
+                    env=runner.env())
 
 
 @pytest.fixture
@@ -204,4 +253,6 @@ def skip_pipeline(tmp_path, act_bin) -> Pipeline:
     remote = _make_git_remote(tmp_path / "git", {".gitea": REPO_ROOT / ".gitea"},
                               files={"README.md": "homelab\n"})
     return Pipeline(remote=remote, root=tmp_path, secrets={}, variables={
-        "GITOPSCTL_GIT_URL": remote.url, "GITOPSCTL_CI_PYTHON": sys.executable})
+        "GITOPSCTL_GIT_URL": remote.url, "GITOPSCTL_CI_PYTHON": sys.executable,
+        # a started run stops in its test job: nothing behind this pipeline to deploy to
+        "GITOPSCTL_TEST_COMMAND": "false"})

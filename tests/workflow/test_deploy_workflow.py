@@ -1,9 +1,11 @@
 """The deploy workflow, run for real with act in host mode against the harness.
 
-The checkout step clones the harness git remote; the test job runs pytest on the
-checkout; the deploy job runs `gitopsctl build` against the session's registry (real
-docker builds and pushes) and `gitopsctl stage`; the summary step writes the result to
-the job summary file and to the log.
+The checkout step clones the harness git remote; the test job runs its test command;
+the deploy job runs `gitopsctl build` against the session's registry (real docker builds
+and pushes) and `gitopsctl stage`; `gitopsctl summary` writes the result to the job
+summary file and to the log. Two repositories run it: a copy of this one (its own
+gitopsctl from the checkout, its own pytest suite) and a homelab repository that adopted
+the workflow (gitopsctl installed from a wheel, `gitopsctl check` as its tests).
 
     good push     stage deploys to a Kubernetes API emulator (Flux following the
                   remote, pods pulling from the registry) and to an sshd "VM" that runs
@@ -12,6 +14,8 @@ the job summary file and to the log.
                   back, the job fails and the summary says why
     red tests     the deploy job never starts
     skips         commits gitopsctl writes start nothing
+    adopted       the homelab repository deploys the same way with a pinned gitopsctl,
+                  and a failing `gitopsctl check` blocks its deploy
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from gitopsctl.sandbox.lab.gitremote import git
 
 from .actrun import DEVELOPER, FAILING_TEST, ActRun, Pipeline, run_act
 
@@ -46,29 +52,52 @@ def _tags(registry, repository: str) -> list[str]:
     return resp.json().get("tags") or []
 
 
+def _row(summary: str, first_cell: str) -> list[str]:
+    """The cells of the summary table row that starts with `first_cell`."""
+    for line in summary.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{summary}")
+
+
 def _stage_steps(summary: str) -> list[tuple[str, str]]:
-    return re.findall(r"^\| &nbsp;&nbsp;(.+?) \| (\w+) \|", summary, re.M)
+    """(step, status) of stage's steps table, each with its time."""
+    section = summary.split("\n### stage\n\n", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| (\w+) \| (\d+\.\d)s \|", section, re.M)
+    return [(name, status) for name, status, _ in rows]
 
 
-def _assert_test_then_deploy(run: ActRun, sha: str) -> None:
-    """The test job ran green on the pushed commit's own code, and deploy came after it."""
+def _assert_test_then_deploy(run: ActRun, sha: str, *, installed: bool = False) -> None:
+    """The test job ran green, and deploy came after it; both ran the gitopsctl meant: the
+    pushed commit's own code in this repository, the installed wheel in a homelab one."""
     why = run.explain()
     assert run.job_result("test") == "success", why
-    assert "1 passed" in run.output("test", "Test"), why
     assert run.started_at("deploy") >= run.finished_at("test"), why
     for job in ("test", "deploy"):
         assert f"checked out {sha} on main" in run.output(job, "Check out"), why
-        assert "/hostexecutor/gitopsctl, run by" in run.output(job, "Set up"), why
+        setup = run.output(job, "Set up")
+        if installed:
+            assert "pip install gitopsctl[kubernetes] @ file://" in setup, why
+            assert re.search(r"gitopsctl-venv/lib/python3\.\d+/site-packages/gitopsctl, run by "
+                             r"\S+/gitopsctl-venv/bin/python", setup), why
+        else:
+            assert "/hostexecutor/gitopsctl, run by" in setup, why
+    if installed:
+        assert "test command: gitopsctl check" in run.output("test", "Test"), why
+        assert re.search(r"checked \d+ YAML file\(s\).*: 0 error\(s\)", run.output("test", "Test")), why
+    else:
+        assert "1 passed" in run.output("test", "Test"), why
 
 
 def _assert_build_pushed(run: ActRun, summary: str, registry, sha: str) -> None:
     assert run.step_result("deploy", "Build images") == "success", run.explain()
     for service in ("frontend", "backend"):
         assert sha[:7] in _tags(registry, f"homelab/{service}")
-    build_row = re.search(r"^\| build \| 0 \| (.*) \|$", summary, re.M)
-    assert build_row, summary
+    name, code, meaning, result, seconds = _row(summary, "build")
+    assert (code, meaning) == ("0", "success") and re.fullmatch(r"\d+\.\ds", seconds), summary
     for service in ("frontend", "backend"):
-        assert f"{registry.url}/homelab/{service}:main-{sha[:7]}-" in build_row.group(1), summary
+        assert f"{registry.url}/homelab/{service}:main-{sha[:7]}-" in result, summary
 
 
 def _assert_no_secret_in_the_log(run: ActRun, pipeline: Pipeline) -> None:
@@ -99,7 +128,7 @@ def test_a_good_push_deploys_frontend_then_backend(homelab, tmp_path, registry):
     assert summary.startswith(f"## gitopsctl deploy of `{sha[:7]}`: deployed\n"), summary
     assert summary.splitlines()[0] in run.output("deploy", "Deploy summary")
     _assert_build_pushed(run, summary, registry, sha)
-    assert re.search(r"^\| stage \| 0 \| deployed \|$", summary, re.M), summary
+    assert _row(summary, "stage")[1:4] == ["0", "success", "deployed"], summary
     steps = _stage_steps(summary)
     names = [name for name, _ in steps]
     assert names.index("bump frontend") < names.index("frontend healthy") \
@@ -135,7 +164,8 @@ def test_a_good_push_deploys_frontend_then_backend(homelab, tmp_path, registry):
     assert late.returncode == 0 and late.job_result("deploy") == "success", late.explain()
     late_summary = late.summary("deploy")
     assert late_summary.startswith(f"## gitopsctl deploy of `{first[:7]}`: superseded\n"), late_summary
-    assert re.search(r"^\| stage \| 4 \| superseded \|$", late_summary, re.M), late_summary
+    assert _row(late_summary, "stage")[1:4] == [
+        "4", "superseded: a newer deploy is already live, nothing changed", "superseded"], late_summary
     assert pipeline.remote.log(fmt="%H")[0] == d2  # no commit was written
     assert _session().get(f"{homelab.frontend_url}/version", timeout=5).text.strip() == sha
 
@@ -157,8 +187,8 @@ def test_a_failed_stage_fails_the_job_and_the_summary_says_why(pipeline, act_run
 
     summary = run.summary("deploy")
     _assert_build_pushed(run, summary, registry, sha)
-    stage_row = re.search(r"^\| stage \| (\d+) \| (.*) \|$", summary, re.M)
-    assert stage_row and stage_row.groups() == ("3", "rollback-failed"), summary
+    assert _row(summary, "stage")[1:3] == ["3", "rollback failed, a human must act"], summary
+    assert _row(summary, "stage")[3].startswith("rollback-failed"), summary
     assert summary.startswith(f"## gitopsctl deploy of `{sha[:7]}`: rollback-failed\n"), summary
     assert ("bump frontend", "ok") in _stage_steps(summary), summary
     assert ("rollback", "failed") in _stage_steps(summary), summary
@@ -243,7 +273,67 @@ def test_the_skip_guard_is_not_a_blanket_skip(skip_pipeline: Pipeline, tmp_path)
     """Control for the skip tests: a person's commit does start the test job."""
     sha = skip_pipeline.commit("docs: skip the CI chapter, ci is fine", author=DEVELOPER)
     run = run_act(skip_pipeline, sha, tmp_path / "act")
-    # this repository has no gitopsctl of its own, so set-up refuses to run another copy
+    # the pipeline's test command is `false`: the job started, and its failure stops the run
     assert run.job_result("test") == "failure", run.explain()
     assert run.step_result("test", "Check out") == "success", run.explain()
-    assert "not from this checkout" in run.output("test", "Set up"), run.explain()
+    # (not its output: act sometimes drops the log of a step that ends within milliseconds)
+    assert run.step_result("test", "Test") == "failure", run.explain()
+    assert run.job_result("deploy") == "skipped", run.explain()
+
+
+def test_a_homelab_repository_deploys_with_a_pinned_gitopsctl(adopted_homelab, tmp_path, registry):
+    """The workflow copied into a homelab repository that holds no gitopsctl source: each job
+    installs the pinned wheel into its own virtualenv, the test job runs `gitopsctl check`
+    (the default test command), and the deploy goes to the cluster emulator and the VM."""
+    pipeline = adopted_homelab.pipeline
+    tree = pipeline.remote.log(fmt="%H")[0]
+    files = git(pipeline.remote.work, "ls-tree", "-r", "--name-only", tree).splitlines()
+    assert not [f for f in files if f.startswith(("gitopsctl/", "tests/", "scripts/"))], files
+    assert "pyproject.toml" not in files and ".gitea/actions/setup-gitopsctl/action.yml" in files
+    sha = pipeline.commit("frontend+backend: new release",
+                          {"examples/frontend/www/release.txt": "2\n"})
+    run = run_act(pipeline, sha, tmp_path / "act")
+    why = run.explain()
+    assert run.returncode == 0, why
+    _assert_test_then_deploy(run, sha, installed=True)
+    assert run.job_result("deploy") == "success", why
+    summary = run.summary("deploy")
+    assert summary.startswith(f"## gitopsctl deploy of `{sha[:7]}`: deployed\n"), summary
+    _assert_build_pushed(run, summary, registry, sha)
+    assert _row(summary, "stage")[1:4] == ["0", "success", "deployed"], summary
+    subjects = pipeline.remote.log(fmt="%s")
+    assert subjects[0].startswith(f"deploy(backend): {sha[:7]}"), subjects
+    assert subjects[1].startswith(f"deploy(frontend): {sha[:7]}"), subjects
+    assert _session().get(f"{adopted_homelab.frontend_url}/version", timeout=5).text.strip() == sha
+    assert _session().get(f"{adopted_homelab.backend_url}/version", timeout=5).text.strip() == sha
+    _assert_no_secret_in_the_log(run, pipeline)
+
+
+def test_a_homelab_whose_check_fails_is_not_deployed(adopted_pipeline, tmp_path, registry):
+    """`gitopsctl check` is the homelab's test: a manifest it refuses stops the run there."""
+    sha = adopted_pipeline.commit("frontend: scale up", {
+        "clusters/homelab/apps/frontend/broken.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+                                                       "metadata: {name: [unclosed\n"})
+    run = run_act(adopted_pipeline, sha, tmp_path / "act")
+    why = run.explain()
+    assert run.step_result("test", "Set up") == "success", why
+    assert "test command: gitopsctl check" in run.output("test", "Test"), why
+    assert "broken.yaml" in run.output("test", "Test"), why
+    assert run.job_result("test") == "failure" and run.returncode != 0, why
+    assert run.job_result("deploy") == "skipped" and run.steps("deploy") == [], why
+    assert sha[:7] not in _tags(registry, "homelab/frontend")
+
+
+def test_the_test_command_is_the_repository_variable(adopted_pipeline, tmp_path):
+    """GITOPSCTL_TEST_COMMAND replaces the default, split into words, never through a shell."""
+    sha = adopted_pipeline.commit("ci: own tests")
+    run = run_act(adopted_pipeline, sha, tmp_path / "act",
+                  variables={"GITOPSCTL_TEST_COMMAND": "gitopsctl check $HOME; true"})
+    why = run.explain()
+    # check got `$HOME;` and `true` as the paths to check: no expansion, no second command
+    output = run.output("test", "Test")
+    assert "test command: gitopsctl check $HOME; true" in output, why
+    assert "$HOME;: GOC001 error: path does not exist" in output, why
+    assert "true: GOC001 error: path does not exist" in output, why
+    assert run.step_result("test", "Test") == "failure", why
+    assert run.job_result("deploy") == "skipped", why

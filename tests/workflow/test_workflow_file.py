@@ -17,7 +17,8 @@ from gitopsctl.config import Author, Git
 from .actrun import ACT, REPO_ROOT, RUNNER_LABEL, WORKFLOW
 
 PATH = REPO_ROOT / WORKFLOW
-SHARED_STEPS = ("Check out", "Set up gitopsctl", "Forget credentials")
+ACTIONS = REPO_ROOT / ".gitea" / "actions"
+SETUP_ACTION = "./.gitea/actions/setup-gitopsctl"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,11 @@ def workflow() -> dict:
 
 def _steps(workflow: dict, job: str) -> dict[str, dict]:
     return {step["name"].split(" $")[0]: step for step in workflow["jobs"][job]["steps"]}
+
+
+def _actions() -> dict[str, dict]:
+    return {f"./.gitea/actions/{path.parent.name}": YAML(typ="safe").load(path.read_text())
+            for path in sorted(ACTIONS.glob("*/action.yml"))}
 
 
 def _walk(node):
@@ -53,8 +59,11 @@ def test_push_to_main_runs_test_then_deploy_on_the_host_runner(workflow):
     assert list(jobs) == ["test", "deploy"]
     assert jobs["deploy"]["needs"] == "test"
     assert {job["runs-on"] for job in jobs.values()} == {RUNNER_LABEL}
-    assert list(_steps(workflow, "deploy"))[3:6] == [
-        "Build images", "Stage frontend, then backend (rolls back on failure)", "Deploy summary"]
+    assert list(_steps(workflow, "test")) == ["Check out", "Set up gitopsctl", "Test"]
+    assert list(_steps(workflow, "deploy")) == [
+        "Check out", "Set up gitopsctl", "Write credentials", "Build images",
+        "Stage frontend, then backend (rolls back on failure)", "Deploy summary",
+        "Forget credentials"]
     assert "--source \"$GITHUB_SHA\"" in _steps(workflow, "deploy")["Build images"]["run"]
 
 
@@ -70,13 +79,61 @@ def test_one_deploy_at_a_time_and_never_cancelled(workflow):
 
 
 def test_nothing_is_fetched_from_the_internet(workflow):
-    assert not [value for key, value in _walk(workflow) if key == "uses"]
+    """Every `uses:` is a composite action in this repository, which uses nothing itself."""
+    uses = [value for key, value in _walk(workflow) if key == "uses"]
+    actions = _actions()
+    assert uses and set(uses) <= set(actions), uses
+    for name, action in actions.items():
+        assert action["runs"]["using"] == "composite", name
+        assert not [value for key, value in _walk(action) if key == "uses"], name
+
+
+def test_every_job_sets_up_gitopsctl_through_the_one_action(workflow):
+    for job in ("test", "deploy"):
+        setup = _steps(workflow, job)["Set up gitopsctl"]
+        assert setup["uses"] == SETUP_ACTION
+        assert setup["with"] == {"install": "${{ vars.GITOPSCTL_INSTALL }}",
+                                 "python": "${{ vars.GITOPSCTL_CI_PYTHON }}"}
+    inputs = _actions()[SETUP_ACTION]["inputs"]
+    assert set(inputs) == {"install", "python"}
+    assert all(i["required"] is False and i["default"] == "" for i in inputs.values())
+
+
+def test_no_step_is_copied_between_jobs(workflow):
+    """A step's work is written once: in the job that needs it, or in the local action.
+    The checkout is the exception every workflow has: a job can read a local action only
+    from its own workspace, which is empty until the checkout fills it."""
+    test, deploy = workflow["jobs"]["test"]["steps"], workflow["jobs"]["deploy"]["steps"]
+    assert test[0] == deploy[0] and test[0]["name"].startswith("Check out")
+    scripts = [step["run"] for step in test[1:] + deploy[1:] if "run" in step]
+    assert len(scripts) == len(set(scripts))
+    for step in test[1:]:
+        assert step not in deploy or "uses" in step, step["name"]
+    # each script line that does work is in one place only (a few lines of the checkout aside)
+    lines = [line.strip() for script in scripts for line in script.splitlines()
+             if len(line.strip()) > 20 and not line.strip().startswith("#")]
+    assert [line for line in set(lines) if lines.count(line) > 1] == []
+
+
+def test_no_program_is_written_inside_the_yaml(workflow):
+    """The summary and the set-up are gitopsctl's and the action's script's: no heredoc, no
+    inline interpreter, no script longer than a screen."""
+    scripts = [value for key, value in _walk([workflow, *_actions().values()]) if key == "run"]
+    for script in scripts:
+        assert not re.search(r"<<(?!<)-?\s*['\"]?[A-Za-z_]", script), script  # a heredoc
+        assert "python -" not in script and "python3 -" not in script, script
+        assert len(script.splitlines()) <= 40, script
+    summary = _steps(workflow, "deploy")["Deploy summary"]["run"]
+    assert summary.split() == ["gitopsctl", "summary",
+                               "--from", '"$GITOPSCTL_RESULTS/build.json"',
+                               "--from", '"$GITOPSCTL_RESULTS/stage.json"',
+                               "--output-file", '"$GITHUB_STEP_SUMMARY"']
 
 
 def test_no_expression_is_pasted_into_a_shell_script(workflow):
-    """Event data (commit messages, author names) reaches scripts only through env."""
-    scripts = [value for key, value in _walk(workflow) if key == "run"]
-    assert scripts
+    """Event data (commit messages, author names) and inputs reach scripts only through env."""
+    scripts = [value for key, value in _walk([workflow, *_actions().values()]) if key == "run"]
+    assert len(scripts) > len(_actions())
     for script in scripts:
         assert "${{" not in script, script
 
@@ -93,7 +150,7 @@ def test_each_secret_reaches_only_the_steps_that_need_it(workflow):
                     used.setdefault(secret, set()).add(f"{job_name}:{step['name'].split(' $')[0]}")
     stage = "Stage frontend, then backend (rolls back on failure)"
     assert used == {
-        "GITOPSCTL_GIT_TOKEN": {"test:Check out", "deploy:Check out"},
+        "GITOPSCTL_GIT_TOKEN": {"test:Check out", "deploy:Check out", "deploy:Write credentials"},
         "HARBOR_USERNAME": {"deploy:*"},
         "HARBOR_PASSWORD": {"deploy:Build images", f"deploy:{stage}"},
         "GITOPSCTL_SSH_KEY": {"deploy:Write credentials"},
@@ -103,18 +160,22 @@ def test_each_secret_reaches_only_the_steps_that_need_it(workflow):
     assert "secrets." not in str(workflow["env"])
 
 
-def test_shared_steps_are_the_same_in_both_jobs(workflow):
-    """No YAML anchors: Gitea rejected aliases across jobs until go-gitea/gitea#38983 was
-    fixed (1.27.x), so the shared steps are copies, and this keeps them equal."""
-    test, deploy = _steps(workflow, "test"), _steps(workflow, "deploy")
-    for name in SHARED_STEPS:
-        assert test[name] == deploy[name], name
-
-
 def test_cleanup_and_summary_run_even_after_a_failure(workflow):
-    for job in ("test", "deploy"):
-        assert _steps(workflow, job)["Forget credentials"]["if"] == "always()"
-    assert _steps(workflow, "deploy")["Deploy summary"]["if"] == "always()"
+    deploy = _steps(workflow, "deploy")
+    assert deploy["Forget credentials"]["if"] == "always()"
+    assert deploy["Deploy summary"]["if"] == "always() && steps.setup.outcome == 'success'"
+    assert deploy["Set up gitopsctl"]["id"] == "setup"
+
+
+def test_only_the_deploy_job_keeps_credentials_on_disk(workflow):
+    """The test job's one credential, the checkout token, lives in the fetch's environment."""
+    test_scripts = "\n".join(step.get("run", "") for step in workflow["jobs"]["test"]["steps"])
+    assert "RUNNER_TEMP" not in test_scripts and "include.path" not in test_scripts
+    checkout = workflow["jobs"]["test"]["steps"][0]["run"]
+    assert "GIT_CONFIG_VALUE_0=\"$header\"" in checkout and "git config http" not in checkout
+    deploy = _steps(workflow, "deploy")
+    assert "include.path" in deploy["Write credentials"]["run"]
+    assert "include.path" in deploy["Forget credentials"]["run"]
 
 
 def test_the_skip_guard_matches_what_gitopsctl_writes(workflow):
