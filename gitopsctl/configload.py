@@ -38,7 +38,7 @@ def load_file(path: Path | str, *, root: Path | None = None,
     except InputError as exc:
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist",
-                              hint="create one from examples/gitopsctl.yaml, or pass --config PATH "
+                              hint="write one with `gitopsctl init`, or pass --config PATH "
                                    "(or set GITOPSCTL_CONFIG)") from None
         raise ConfigError(exc.message, location=exc.location, hint=exc.hint) from None
     yaml = YAML(typ="rt")
@@ -57,7 +57,8 @@ def load_file(path: Path | str, *, root: Path | None = None,
     loader = _Loader(str(path))
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", location=Location(str(path), 1, 1),
-                          hint="start with `registry:`, `services:` and `targets:` (see examples/gitopsctl.yaml)")
+                          hint="start with `registry:`, `services:` and `targets:` "
+                               "(`gitopsctl config --schema` lists every key)")
     data = _apply_env_overrides(data, environ if environ is not None else os.environ, loader)
     version = data.get("version", 1)
     if version == 1 and not isinstance(version, bool):
@@ -194,7 +195,7 @@ class _Loader:
                     example = f.metadata.get("example")
                     raise ConfigError(f"{dotted}: required key is missing", location=where,
                                       hint=f"add `{name}: {_yaml_example(example)}`" if example is not None
-                                      else f"add a `{name}:` section (see examples/gitopsctl.yaml)",
+                                      else f"add a `{name}:` section (`gitopsctl config --schema` lists its keys)",
                                       details={"key": dotted})
                 continue
             kwargs[f.name] = self.convert(hints[f.name], data[name], dotted, data, name, f.metadata)

@@ -161,7 +161,7 @@ def _registry():
     definitions = _package_json("_definitions.json")
     if definitions is None:
         raise RuntimeError(f"kubernetes-validate has no schemas for Kubernetes {kubeapis.KUBERNETES_RELEASE}: "
-                           "reinstall it (scripts/setup)")
+                           "reinstall it (pip install --force-reinstall 'kubernetes-validate>=1.33,<2')")
     return Registry().with_resource(_DEFINITIONS_ID, Resource.from_contents(definitions))
 
 

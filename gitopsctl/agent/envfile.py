@@ -24,8 +24,8 @@ def write_env_file(vm: Any, target: str, checkout: Path) -> tuple[Path | None, b
         keys = sealed.load_private_keys(key_path.read_bytes(), source=str(key_path))
     except OSError as exc:
         raise ConfigError(f"cannot read the VM's sealing key {key_path}: {exc.strerror}",
-                          hint="see docs/vm-setup.md: the VM has its own key pair "
-                               f"(targets.{target}.unseal_key)") from None
+                          hint=f"the VM has its own key pair, at targets.{target}.unseal_key "
+                               "(docs/vm-setup.md in the gitopsctl repository)") from None
     values: dict[str, bytes] = {}
     origin: dict[str, str] = {}
     for rel in vm.sealed_secrets:

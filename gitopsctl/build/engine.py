@@ -129,8 +129,8 @@ def build_error(plan: BuildPlan, step: str, message: str, tail: list[str],
         return ExternalError(f"{plan.service}: base image of `{instruction}` is not available: "
                              f"{message}",
                              hint="import or pull the base image into this Docker engine first "
-                                  "(the examples need gitopsctl.local/busybox:base, see "
-                                  "examples/README.md)", details=details)
+                                  "(the example apps need gitopsctl.local/busybox:base: "
+                                  "examples/README.md in the gitopsctl repository)", details=details)
     where = f"step {step.split(' ', 2)[1]} `{instruction}`" if instruction else "the build"
     code = _NONZERO_RE.search(message)
     what = f"exited with code {code.group(1)}" if code else message

@@ -62,7 +62,8 @@ def config(ctx, *, schema: bool = False, migrate: bool = False):
     if migrate:
         header = (f"# {cfg.path.name} in the version 2 format (migrated from version "
                   f"{cfg.source_version} by `gitopsctl config --migrate`); defaults are left out,\n"
-                  "# docs/configuration.md lists every key.\n")
+                  "# `gitopsctl config --schema` lists every key, and so does\n"
+                  "# docs/configuration.md in the gitopsctl repository.\n")
         return MigrateResult(configdump.to_yaml(configdump.minimal(cfg), header), str(cfg.path),
                              cfg.source_version)
     return ConfigResult(configdump.effective(cfg), str(cfg.path), cfg.source_version)

@@ -48,7 +48,7 @@ def plan(root: Path) -> Plan:
         f"Kustomization(s), {len(found.compose_files)} compose file(s).",
         f"A line marked {TODO} holds a placeholder that loads but is not your "
         "value: fill each one, then run `gitopsctl config` and `gitopsctl check`.",
-        "Every key: `gitopsctl config --schema`, or docs/configuration.md in gitopsctl.",
+        "Every key: `gitopsctl config --schema`, or docs/configuration.md in the gitopsctl repository.",
     ]
     text, todos = render(proposal, header)
     validate(text, found.root)

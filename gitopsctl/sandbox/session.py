@@ -93,8 +93,9 @@ def require_tools() -> None:
                if shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *paths])) is None]
     if missing and not (len(missing) == 1 and missing[0] == "dockerd" and _engine_reachable()):
         raise ExternalError(f"this machine lacks {', '.join(missing)} for the sandbox",
-                            hint="run scripts/setup (Debian: docker.io docker-registry "
-                                 "openssh-server busybox-static git)")
+                            hint="Debian: apt-get install docker.io docker-registry "
+                                 "openssh-server busybox-static git (scripts/setup in the "
+                                 "gitopsctl repository does this)")
 
 
 def _engine_reachable() -> bool:

@@ -78,7 +78,8 @@ def load_private_keys(data: bytes, *, source: str = "private key") -> list[rsa.R
         return _private_keys_from_backup(data, source)
     hint = ("this is public material: unsealing needs the private key"
             if b"CERTIFICATE-----" in data or b"PUBLIC KEY-----" in data else
-            "make a key pair with `openssl genrsa -out vm-key.pem 4096` (docs/sealed-secrets.md)")
+            "make a key pair with `openssl genrsa -out vm-key.pem 4096` "
+            "(docs/sealed-secrets.md in the gitopsctl repository)")
     raise InputError("no PEM private key found", hint=hint, location=Location(source))
 
 

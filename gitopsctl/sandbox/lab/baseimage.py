@@ -34,7 +34,8 @@ def rootfs_tar(busybox: Path = BUSYBOX) -> bytes:
         binary = busybox.read_bytes()
     except OSError as exc:
         raise ExternalError(f"cannot read {busybox}: {exc.strerror}",
-                            hint="apt-get install busybox-static (scripts/setup does this)") from None
+                            hint="apt-get install busybox-static (scripts/setup in the gitopsctl "
+                                 "repository does this)") from None
     if binary[:4] != b"\x7fELF":
         raise ExternalError(f"{busybox} is not an ELF binary")
     buf = io.BytesIO()

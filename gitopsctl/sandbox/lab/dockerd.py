@@ -75,7 +75,8 @@ class DockerEngine:
         dockerd = shutil.which("dockerd", path=_tool_path())
         if dockerd is None:
             raise ExternalError("dockerd is not installed",
-                                hint="apt-get install docker.io (scripts/setup does this)")
+                                hint="apt-get install docker.io (scripts/setup in the "
+                                     "gitopsctl repository does this)")
         run_dir = Path(tempfile.mkdtemp(prefix="gd-", dir=_SHORT_RUN_BASE))
         sock = run_dir / "docker.sock"
         # A system containerd would be shared by every engine; own namespaces keep

@@ -64,7 +64,8 @@ class Registry:
             [os.environ.get("PATH", ""), "/usr/bin", "/usr/sbin"]))
         if binary is None:
             raise ExternalError("docker-registry is not installed",
-                                hint="apt-get install docker-registry (scripts/setup does this)")
+                                hint="apt-get install docker-registry (scripts/setup in the "
+                                     "gitopsctl repository does this)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_htpasswd()
         fixed_port = self.port != 0
