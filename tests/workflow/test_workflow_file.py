@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from ruamel.yaml import YAML
 
 from gitopsctl.config import Author, Git
@@ -101,10 +102,17 @@ def test_every_job_sets_up_gitopsctl_through_the_one_action(workflow):
 
 def test_no_step_is_copied_between_jobs(workflow):
     """A step's work is written once: in the job that needs it, or in the local action.
-    The checkout is the exception every workflow has: a job can read a local action only
-    from its own workspace, which is empty until the checkout fills it."""
+    Both jobs need the checkout before the local action exists (a job reads it from its own
+    workspace): the file defines that step once, and the deploy job names it (an alias)."""
     test, deploy = workflow["jobs"]["test"]["steps"], workflow["jobs"]["deploy"]["steps"]
     assert test[0] == deploy[0] and test[0]["name"].startswith("Check out")
+    text = (REPO_ROOT / WORKFLOW).read_text()
+    root = yaml.compose(text)
+    jobs = next(v for k, v in root.value if k.value == "jobs")
+    first_steps = [next(v for k, v in job.value if k.value == "steps").value[0]
+                   for name, job in jobs.value if name.value in ("test", "deploy")]
+    assert first_steps[0] is first_steps[1]  # one node: the alias, not a copy
+    assert text.count("git init -q .") == 1
     scripts = [step["run"] for step in test[1:] + deploy[1:] if "run" in step]
     assert len(scripts) == len(set(scripts))
     for step in test[1:]:
