@@ -59,3 +59,18 @@ class Message:
 
     def render_text(self, console: Any) -> None:
         console.print(self.text)
+
+
+@dataclass
+class EngineView:
+    """An engine result (plain data) with the command's own rendering: the exit code and
+    the JSON are the result's; subclasses draw the text."""
+
+    result: Any
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.exit_code
+
+    def to_dict(self) -> dict:
+        return self.result.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gitopsctl.commands import EngineView
 from gitopsctl.deploy.history import HistoryResult
 
 
@@ -17,17 +18,10 @@ def history(ctx, *, service: str | None = None, source: str | None = None,
 
 
 @dataclass
-class HistoryView:
+class HistoryView(EngineView):
     """The engine's HistoryResult, rendered as one table."""
 
     result: HistoryResult
-
-    @property
-    def exit_code(self) -> int:
-        return self.result.exit_code
-
-    def to_dict(self) -> dict:
-        return self.result.to_dict()
 
     def render_text(self, console: Any) -> None:
         from rich.table import Table

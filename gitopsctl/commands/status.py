@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from gitopsctl.commands import EngineView
 from gitopsctl.deploy.status import StatusResult
 
 
@@ -17,17 +18,10 @@ def status(ctx, *, limit: int = 10, health: bool = True) -> "StatusView":
 
 
 @dataclass
-class StatusView:
+class StatusView(EngineView):
     """The engine's StatusResult, rendered as two tables."""
 
     result: StatusResult
-
-    @property
-    def exit_code(self) -> int:
-        return self.result.exit_code
-
-    def to_dict(self) -> dict:
-        return self.result.to_dict()
 
     def render_text(self, console: Any) -> None:
         from rich.table import Table
