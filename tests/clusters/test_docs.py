@@ -23,7 +23,7 @@ def _anchors(path) -> set[str]:
     return {_slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", text, flags=re.M)}
 
 
-@pytest.mark.parametrize("page", ["README.md", "homelab-setup.md"])
+@pytest.mark.parametrize("page", ["README.md", "adopting.md", "bump-and-check.md", "homelab-setup.md", "kubernetes-target.md", "vm-setup.md"])
 def test_relative_links_resolve(page):
     source = DOCS / page
     links = LINK.findall(source.read_text())

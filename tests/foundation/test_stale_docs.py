@@ -31,9 +31,6 @@ IN_REPO = "in the gitopsctl repository"
 REPO_PATH = re.compile(
     r"(?<![\w./-])((?:docs|examples|clusters|scripts|tests|benchmarks)/[\w.{}/-]*[\w}]"
     r"|[\w-]+\.md\b)")
-DOC_LINK = re.compile(r"\]\(([^)\s]+)\)")
-OWNED_DOCS = ("adopting.md", "README.md", "bump-and-check.md", "vm-setup.md",
-              "kubernetes-target.md", "homelab-setup.md")
 
 
 def tracked_text_files() -> dict[str, str]:
@@ -197,27 +194,6 @@ def test_the_sync_unit_names_no_documentation_the_vm_lacks(tmp_path):
                     uri.startswith("file://") and "/opt/homelab" not in uri
                     and Path(uri[len("file://"):]).exists()), f"{name}: {uri}"
     assert "gitopsctl sync --help" in units["gitopsctl-sync.service"]
-
-
-@pytest.mark.parametrize("page", OWNED_DOCS)
-def test_links_of_the_pages_issue_16_touched_resolve(page):
-    source = REPO_ROOT / "docs" / page
-    links = DOC_LINK.findall(source.read_text())
-    assert links, page
-    for link in links:
-        if "://" in link:
-            continue
-        target, _, anchor = link.partition("#")
-        path = (source.parent / target).resolve() if target else source
-        assert path.exists(), f"{page}: {link}"
-        if anchor and path.suffix == ".md":
-            assert anchor in _anchors(path), f"{page}: {link}"
-
-
-def _anchors(path: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
-            for m in re.finditer(r"^#+\s+(.*)$", text, flags=re.M)}
 
 
 def _snippet(page: str) -> str:
