@@ -166,7 +166,7 @@ SANDBOX_CONFIG: Mapping[str, Any] = {
     },
     "stage": {"order": ["frontend", "backend"]},
     # The frontend's /api/version asks the backend through the route (routing/backend).
-    "consistency": [{"from": "frontend", "to": "backend", "timeout": "15s",
+    "consistency": [{"from": "frontend", "to": "backend", "timeout": "8s",
                      "url": "http://127.0.0.1:<port:frontend>/api/version"}],
 }
 
