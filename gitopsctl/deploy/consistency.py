@@ -152,6 +152,17 @@ def judge_pairs(config: Any, pairs: Sequence[Any], expected: Mapping[str, str | 
     return reports
 
 
+def judge_live(config: Any, state: Any, pairs: Sequence[Any], *, once: bool = False,
+               progress: Callable[[str], None] | None = None) -> list[PairReport]:
+    """The pairs judged against what git says is live (a DeployState): each `to` service
+    must be reached at the source of its live deploy (verify, status, after a rollback)."""
+    expected = {}
+    for callee in {p.callee for p in pairs}:
+        live = state.live(callee)
+        expected[callee] = live.source if live else None
+    return judge_pairs(config, pairs, expected, once=once, progress=progress)
+
+
 def as_report(report: PairReport) -> HealthReport:
     """A failed pair as the health report of the service asked, for the rollback's record."""
     return HealthReport(target=report.caller, healthy=report.ok,

@@ -199,10 +199,8 @@ def _agree_after(ctx, result: RollbackResult, revision: str) -> bool:
     config = ctx.config
     if not config.consistency:
         return True
-    state = read_state(ctx.repo, revision)
-    expected = {s: (state.live(s).source if state.live(s) else None) for s in config.stage.order}
-    result.consistency = consistency.judge_pairs(config, config.consistency, expected,
-                                                 progress=ctx.reporter.waiting)
+    result.consistency = consistency.judge_live(config, read_state(ctx.repo, revision),
+                                                config.consistency, progress=ctx.reporter.waiting)
     bad = [r for r in result.consistency if not r.ok]
     if not bad:
         ctx.reporter.success("after the rollback: " + "; ".join(r.message for r in result.consistency))

@@ -87,8 +87,7 @@ def _agree(ctx, state) -> list[dict]:
     from gitopsctl.deploy import consistency
 
     config = ctx.config
-    expected = {s: (state.live(s).source if state.live(s) else None) for s in config.stage.order}
-    return [r.to_dict() for r in consistency.judge_pairs(config, config.consistency, expected, once=True)]
+    return [r.to_dict() for r in consistency.judge_live(config, state, config.consistency, once=True)]
 
 
 def _image_in_git(root, ref: str, config, service: str) -> str | None:

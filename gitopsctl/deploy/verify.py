@@ -104,10 +104,8 @@ def _agree(ctx, state, chosen: Sequence[str], healthy: bool) -> list:
     look when a service is unhealthy already (waiting would only delay the verdict)."""
     from gitopsctl.deploy import consistency
 
-    pairs = consistency.pairs_touching(ctx.config, chosen)
-    expected = {p.callee: (state.live(p.callee).source if state.live(p.callee) else None) for p in pairs}
-    reports = consistency.judge_pairs(ctx.config, pairs, expected, once=not healthy,
-                                      progress=ctx.reporter.waiting)
+    reports = consistency.judge_live(ctx.config, state, consistency.pairs_touching(ctx.config, chosen),
+                                     once=not healthy, progress=ctx.reporter.waiting)
     for report in reports:
         (ctx.reporter.success if report.ok else ctx.reporter.failure)(f"{report.pair}: {report.message}")
     return reports
