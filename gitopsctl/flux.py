@@ -213,3 +213,28 @@ def kustomization_verdict(ks: Mapping[str, Any], token: str, sha: str) -> Verdic
     if not revision_is(attempted, sha) and attempted:
         return Verdict("pending", ready.reason, f"still on {attempted}: {ready.message}".rstrip(": "))
     return Verdict("pending", ready.reason, ready.message)
+
+
+KUSTOMIZE_API_PREFIX = "kustomize.toolkit.fluxcd.io/"
+
+
+def is_kustomization(doc: Any) -> bool:
+    """A Flux Kustomization (any served version), not a kustomize kustomization.yaml."""
+    return isinstance(doc, dict) and doc.get("kind") == "Kustomization" and \
+        str(doc.get("apiVersion", "")).startswith(KUSTOMIZE_API_PREFIX)
+
+
+def kustomization_path(doc: Mapping[str, Any]) -> str | None:
+    """spec.path of a Flux Kustomization, repo-relative and normalized ("." for the source's
+    root); None when Flux would refuse it (absolute, or outside the source)."""
+    import posixpath
+
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    # no spec.path: the source's root (fluxcd/kustomize-controller api/v1/kustomization_types.go)
+    raw = spec.get("path") or "./"
+    if not isinstance(raw, str) or raw.startswith("/"):
+        return None
+    relative = posixpath.normpath(raw.strip().replace("\\", "/"))
+    if relative == ".." or relative.startswith("../"):
+        return None  # outside the source: Flux refuses it too
+    return relative

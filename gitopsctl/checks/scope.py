@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from gitopsctl import yamlsafe
+from gitopsctl import flux, yamlsafe
 from gitopsctl.checks.documents import YamlFile, load
 from gitopsctl.errors import ExternalError, InputError
 from gitopsctl.setters import SkippedLink, flux_reads, read_text, select_yaml
 
 GLOBS = ("*.yaml", "*.yml", "*Kustomization")  # the names setters.flux_reads takes
-_FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 
 
 def git_files(root: Path) -> list[Path] | None:
@@ -166,11 +165,9 @@ def kustomization_trees(config, root: Path, lookups: Lookups) -> Iterator[Path]:
     for target in config.targets_of_kind("kubernetes").values():
         named.update((ref.namespace, ref.name) for ref in target.kustomizations)
         sources.add((target.git_repository.namespace, target.git_repository.name))
-    for file in lookups.files_with(_FLUX_KUSTOMIZE_API):
+    for file in lookups.files_with(flux.KUSTOMIZE_API_PREFIX):
         for doc in file.k8s_documents():
-            if doc.get("kind") == "Kustomization" and \
-                    str(doc.get("apiVersion", "")).startswith(_FLUX_KUSTOMIZE_API) and \
-                    _applied_by_target(doc, named, sources):
+            if flux.is_kustomization(doc) and _applied_by_target(doc, named, sources):
                 yield file.path
                 tree = _tree_of(doc, root)
                 if tree is not None:
@@ -194,14 +191,9 @@ def _applied_by_target(doc: dict, named: set, sources: set) -> bool:
 
 
 def _tree_of(doc: dict, root: Path) -> Path | None:
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-    # no spec.path: the source's root (fluxcd/kustomize-controller api/v1/kustomization_types.go)
-    raw = spec.get("path") or "./"
-    if not isinstance(raw, str) or raw.startswith("/"):
+    relative = flux.kustomization_path(doc)
+    if relative is None:
         return None
-    relative = posixpath.normpath(raw.replace("\\", "/"))
-    if relative == ".." or relative.startswith("../"):
-        return None  # outside the source: Flux refuses it too
     path = root / relative
     return path if os.path.isdir(path) and not os.path.islink(path) else None
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gitopsctl import flux
 from gitopsctl import repo as gitrepo
 from gitopsctl.errors import EXIT_FINDINGS, EXIT_OK, ExternalError, GitopsctlError, Superseded
 
 RENDER_TIMEOUT = 60.0
-FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
@@ -245,7 +245,7 @@ def _flux_kustomizations(root, tip: str) -> dict[tuple[str, str], str]:
 
     from gitopsctl.yamlsafe import guard_text
 
-    paths = gitrepo.grep_files(root, tip, FLUX_KUSTOMIZE_API, ("*.yaml", "*.yml"))
+    paths = gitrepo.grep_files(root, tip, flux.KUSTOMIZE_API_PREFIX, ("*.yaml", "*.yml"))
     entries = [e for e in gitrepo.tree_files(root, tip, paths) if not e.is_link]
     blobs = gitrepo.read_blobs(root, [e.blob for e in entries])
     found: dict[tuple[str, str], str] = {}
@@ -257,14 +257,9 @@ def _flux_kustomizations(root, tip: str) -> dict[tuple[str, str], str]:
         except Exception:  # noqa: BLE001 - `check` reports broken files; diff looks past them
             continue
         for doc in docs:
-            if not isinstance(doc, dict) or doc.get("kind") != "Kustomization" or \
-                    not str(doc.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_API):
-                continue
-            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-            spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-            raw = spec.get("path") or "./"  # no spec.path: the source's root, as Flux does
-            if isinstance(raw, str) and not raw.startswith("/") and ".." not in raw.split("/"):
-                normal = str(PurePosixPath(raw.strip()))
+            normal = flux.kustomization_path(doc) if flux.is_kustomization(doc) else None
+            if normal is not None:
+                meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
                 found[(meta.get("namespace") or "flux-system", str(meta.get("name")))] = \
                     "" if normal == "." else normal
     return found
