@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from gitopsctl.commands import Context
 from gitopsctl.console import Reporter, color_enabled, emit_json
-from gitopsctl.errors import GitopsctlError
+from gitopsctl.errors import EXIT_INTERNAL, GitopsctlError
 from gitopsctl.redact import RedactingFile
 
 # The one command whose product is a secret, asked for with the private key in hand:
@@ -51,8 +51,9 @@ def run_command(ctx: Context, command: str, options: dict[str, Any],
             traceback.print_exc(file=RedactingFile(lambda: sys.stderr))
         err = GitopsctlError(f"internal error: {type(exc).__name__}: {exc}",
                              hint="this is a bug in gitopsctl; rerun with -v for the traceback")
+        err.exit_code = EXIT_INTERNAL  # the JSON document says the code the process exits with
         _report_error(ctx, err)
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)
     render(ctx, result, redacted=command not in _REVEALS_SECRETS)
     code = getattr(result, "exit_code", 0)
     if code:

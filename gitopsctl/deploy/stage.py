@@ -32,11 +32,9 @@ from gitopsctl.deploy.rollback import Failure, perform
 from gitopsctl.deploy.state import commit_author, deploy_message, ensure_not_superseded, read_state
 from gitopsctl.deploy.steps import StageResult, Step, Timed
 from gitopsctl.deploy.suspension import ensure_not_suspended
-from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError, Superseded,
-                              Suspended)
+from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_INTERNAL, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError,
+                              Superseded, Suspended)
 from gitopsctl.health import HealthReport
-
-EXIT_INTERNAL = 70
 
 __all__ = ["StageResult", "Step", "stage"]
 
