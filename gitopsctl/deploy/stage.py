@@ -5,7 +5,9 @@
 2. Per group (config stage.groups; one service each unless grouped): one deploy commit
    per service pushed back to back, so git keeps a record per service; then each
    distinct target of the group applied once at the tip, and every service of the group
-   waited healthy. The stage delay and one more look only between groups.
+   waited healthy, all at the same time and by one deadline (converge.wait_group); the
+   first failure with its own evidence stops the others' waits. The stage delay and one
+   more look only between groups.
 3. Once anything of this source is on the remote, every later failure (a push refused,
    a broken file, a target, health, a bug) ends in the rollback of all of it, every
    group, in one revert commit.
@@ -26,11 +28,11 @@ from typing import Any, Sequence
 
 from gitopsctl import failpoints
 from gitopsctl import repo as gitrepo
-from gitopsctl.deploy.converge import apply_and_wait, check_once
+from gitopsctl.deploy.converge import Verdict, check_once, wait_group
 from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
 from gitopsctl.deploy.rollback import Failure, perform
 from gitopsctl.deploy.state import commit_author, deploy_message, ensure_not_superseded, read_state
-from gitopsctl.deploy.steps import StageResult, Step, Timed
+from gitopsctl.deploy.steps import StageResult, Step, Timed, record_verdict
 from gitopsctl.deploy.suspension import ensure_not_suspended
 from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_INTERNAL, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError,
                               Superseded, Suspended)
@@ -117,37 +119,69 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
 
 def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan], source: str,
                   timeout: float, t0: float) -> Failure | None:
-    """Push the group's deploy commits, then apply its targets once at the tip and wait."""
+    """Push the group's deploy commits, then apply its targets once at the tip and wait
+    for all its services at the same time."""
     config = ctx.config
     root = ctx.repo
+    rep = ctx.reporter
     for plan in plans:
         result.service = plan.service
         _push_deploy(ctx, result, plan, source)
     gitrepo.follow_remote(root, config.git.remote, config.git.branch)
     revision = gitrepo.resolve_commit(root, gitrepo.remote_ref(config))
-    applied: set[str] = set()
-    bystanders: list[Failure] = []
+    services = [plan.service for plan in plans]
+    result.service = services[0]
     deadline = time.monotonic() + timeout  # one failure timeout for the whole group
-    for plan in plans:
-        result.service = plan.service
-        failure = _wait_service(ctx, targets, result, plan.service, revision, deadline, applied, t0)
-        if failure is None:
-            continue
-        if not _bystander(failure):
-            failure.message = "; ".join(f"also unhealthy: {b.reason}" for b in bystanders)
-            return failure  # its own evidence: fail fast
-        # A target shared with a service still to come failed (one compose up for all),
-        # before this one's verdict: blame the one with the evidence.
-        bystanders.append(failure)
-    return bystanders[0] if bystanders else None
+    steps = {service: Step(f"{service} healthy") for service in services}
+    result.steps.extend(steps.values())
+    for service in services:
+        rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
+                    f"(deadline in {max(0.0, deadline - time.monotonic()):.0f}s)")
+
+    def said(verdict: Verdict) -> None:
+        report = verdict.report
+        if report.healthy:
+            rep.success(f"{verdict.service} healthy, {time.monotonic() - t0:.1f}s into the stage")
+        elif verdict.stopped:
+            rep.warning(report.reason)
+        else:
+            rep.failure(f"{verdict.service}: {report.reason}")
+
+    try:
+        verdicts = wait_group(targets, services, revision, deadline, settles=_own_failure,
+                              on_verdict=said)
+    except BaseException:
+        for step in steps.values():
+            if step.status == "running":
+                step.status, step.detail = "failed", "the wait broke off"
+        raise
+    for verdict in verdicts:
+        record_verdict(steps[verdict.service], verdict)
+    failed = [v for v in verdicts if not v.report.healthy and not v.stopped]
+    blamed = next((v for v in failed if _own_failure(v.report)), None)
+    if blamed is not None:
+        # the first failure with its own evidence stopped the wait: it is the one blamed
+        result.service = blamed.service
+        failure = _failure(blamed.service, config, blamed.report, result)
+        others = [v for v in sorted(failed, key=lambda v: services.index(v.service)) if v is not blamed]
+        failure.message = "; ".join(f"also unhealthy: {v.report.reason}" for v in others)
+        return failure
+    bystanders = sorted(failed, key=lambda v: services.index(v.service))
+    if bystanders:
+        # A target shared by several services (one compose up for all) failed without
+        # naming one of them: blame the first of the group, as its evidence is all there is.
+        result.service = bystanders[0].service
+        return _failure(bystanders[0].service, config, bystanders[0].report, result)
+    return None
 
 
-def _bystander(failure: Failure) -> bool:
+def _own_failure(report: HealthReport) -> bool:
+    return not report.healthy and not report.details.get("stopped") and not _bystander(report)
+
+
+def _bystander(report: HealthReport) -> bool:
     """Unhealthy only because a group-mate on the same target failed first: every check of
     its own passed, or its target says which service stopped the wait."""
-    report = failure.report
-    if report is None:
-        return False
     return report.failed_check is None or bool(report.details.get("stopped_by"))
 
 
@@ -188,25 +222,6 @@ def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> No
                 result.commits.append(outcome["resumed"])
         else:
             step.detail = "no change: the image was already in git"
-
-
-def _wait_service(ctx, targets, result: StageResult, service: str, revision: str, deadline: float,
-                  applied: set[str], t0: float) -> Failure | None:
-    rep = ctx.reporter
-    with Timed(result, f"{service} healthy") as step:
-        rep.waiting(f"{service}: waiting for {revision[:7]} to be live and healthy "
-                    f"(deadline in {max(0.0, deadline - time.monotonic()):.0f}s)")
-        report = apply_and_wait(targets, service, revision, deadline, applied)
-        step.data = report.to_dict()
-        if report.healthy:
-            rep.success(f"{service} healthy, {time.monotonic() - t0:.1f}s into the stage")
-            step.detail = "healthy"
-            return None
-        step.status = "failed"
-        step.detail = report.reason
-        step.elapsed = report.elapsed
-        rep.failure(f"{service}: {report.reason}")
-        return _failure(service, ctx.config, report, result)
 
 
 def _soak(ctx, targets, result: StageResult, group: Sequence[str], delay: float) -> Failure | None:

@@ -83,3 +83,17 @@ class Timed:
             self.step.detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         else:
             self.step.status = "ok"
+
+
+def record_verdict(step: Step, verdict: Any) -> None:
+    """A service's wait step from its converge.Verdict: timed from the start of its
+    group's wait, as the group's services are waited for together."""
+    report = verdict.report
+    step.data = report.to_dict()
+    step.elapsed = verdict.elapsed
+    if report.healthy:
+        step.status, step.detail = "ok", "healthy"
+    elif verdict.stopped:
+        step.status, step.detail = "skipped", report.reason
+    else:
+        step.status, step.detail = "failed", report.reason

@@ -19,15 +19,41 @@ A TargetSet hands the engine the Target of each service and says which services 
 target (by the target's name in gitopsctl.yaml): the engine applies each target once per
 revision and waits on each service. Production builds it from the config
 (targets/factory.py); unit tests pass in-memory ones.
+
+The engine waits for the services of one stage group at the same time, one thread each.
+Once one of them fails with its own evidence the others' verdicts are no longer needed:
+a target's wait (and apply) loop asks `stop_requested()` and returns early when it is
+set. The request travels with the waiting thread rather than as a parameter so that
+the protocol's signatures, and every Target written against them, stay as they are.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Protocol
 
 from gitopsctl.health import HealthReport
 
 Mismatch = Callable[[str], Optional[str]]
+
+_scope = threading.local()
+
+
+@contextmanager
+def stoppable(stop: threading.Event) -> Iterator[None]:
+    """Waits run in this thread under `stop`: set, they may give up at once."""
+    _scope.stop = stop
+    try:
+        yield
+    finally:
+        _scope.stop = None
+
+
+def stop_requested() -> bool:
+    """Whether the engine no longer needs the verdict this thread is waiting for."""
+    stop = getattr(_scope, "stop", None)
+    return stop is not None and stop.is_set()
 
 
 class Target(Protocol):
