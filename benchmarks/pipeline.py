@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pipeline_backend import BackendFailure, backend_failure_run  # noqa: E402
 from pipeline_watch import ClusterWatch, PushLog, backend_swap, load_average  # noqa: E402
 
 OVERHEAD_GOAL = 10.0
@@ -246,7 +247,7 @@ def row(name: str, values: list[float], note: str = "") -> str:
 
 
 def report(good: list[GoodFigures], crash: list[CrashFigures], held: list[CrashFigures],
-           timeout: str, loads: list[str]) -> int:
+           backend: list[BackendFailure], timeout: str, loads: list[str]) -> int:
     ok = True
     print("\ngitopsctl pipeline benchmark (lab homelab, stage delay 0; medians over n runs)")
     print(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) at each run start: {', '.join(loads)}")
@@ -297,6 +298,26 @@ def report(good: list[GoodFigures], crash: list[CrashFigures], held: list[CrashF
         held_for = [c.held_until_timeout for c in runs if c.held_until_timeout is not None]
         if held_for:
             print(row("   revert accepted -> the bad release's health check timed out", held_for))
+    for mode in ("crash", "unhealthy"):
+        runs = [b for b in backend if b.mode == mode]
+        if not runs:
+            continue
+        detect = [b.failure_to_revert for b in runs]
+        met = max(detect) < REVERT_GOAL
+        ok &= met
+        what = ("the container exited non-zero (`die`)" if mode == "crash"
+                else "Docker called it unhealthy (`health_status: unhealthy`)")
+        print(f"\n4. backend fails on the VM ({mode}: {what}); the revert undoes both services")
+        print(row("D2 pushed -> first failure on the VM (the engine's event)",
+                  [b.push_to_failure for b in runs]))
+        print(row("4. first failure on the VM -> revert accepted by the remote", detect,
+                  f"goal < {REVERT_GOAL:.0f} s (max): {'OK' if met else 'MISSED'}"))
+        print(row("   first failure -> the remote sync's verdict (compose, the agent's look)",
+                  [b.failure_to_verdict for b in runs]))
+        print(row("   that verdict -> revert accepted (SSH back, rollback commit, push)",
+                  [b.verdict_to_revert for b in runs]))
+        print(row("   revert accepted -> `gitopsctl stage` exits (rollback verified)",
+                  [b.revert_to_stage_exit for b in runs]))
     print("\nresult: " + ("OK" if ok else "a goal was MISSED"))
     return 0 if ok else 1
 
@@ -308,6 +329,8 @@ def main() -> int:
                         help="crashing releases with the cancel switch on (figures 2, 3)")
     parser.add_argument("--crash-held", type=int, default=2,
                         help="crashing releases with the switch off, Flux's default (figures 2, 3)")
+    parser.add_argument("--backend-fail", type=int, default=3,
+                        help="releases whose backend fails on the VM, per failure mode (figure 4)")
     parser.add_argument("--kustomization-timeout", default="60s",
                         help="the apps Kustomization's spec.timeout (how long a bad release holds a revert)")
     args = parser.parse_args()
@@ -324,6 +347,7 @@ def main() -> int:
     good: list[GoodFigures] = []
     crash: list[CrashFigures] = []
     held: list[CrashFigures] = []
+    backend: list[BackendFailure] = []
     loads: list[str] = []
     watch = None
     try:
@@ -347,6 +371,12 @@ def main() -> int:
                 held.append(crash_run(lab, pushes, watch, 100 + i, cancel=False))
                 say(f"  first failure -> revert {held[-1].failure_to_revert:.2f} s, "
                     f"revert -> live {held[-1].revert_to_live:.2f} s")
+            for mode in ("crash", "unhealthy"):
+                for i in range(args.backend_fail):
+                    loads.append(load_average().split()[0])
+                    say(f"backend {mode} release {i + 1}/{args.backend_fail}")
+                    backend.append(backend_failure_run(lab, pushes, pipeline, mode, i))
+                    say(f"  first failure on the VM -> revert {backend[-1].failure_to_revert:.2f} s")
             if watch.errors:
                 say(f"cluster watch errors: {watch.errors[-3:]}")
             if lab.kube.simulator.errors:
@@ -356,7 +386,7 @@ def main() -> int:
             watch.stop()
         engine.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return report(good, crash, held, args.kustomization_timeout, loads)
+    return report(good, crash, held, backend, args.kustomization_timeout, loads)
 
 
 if __name__ == "__main__":

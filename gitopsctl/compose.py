@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from gitopsctl.errors import ExternalError, InputError
 
@@ -26,6 +26,8 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 LOG_LINES = 15
+STOP_POLL = 0.1   # how often a run with a `stop` question asks it
+STOPPED = 125     # the exit code of a run `stop` ended (compose's own are 0, 1, 15, 124)
 _DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 _compose_cache: dict[str, tuple[str, ...]] = {}
@@ -105,22 +107,40 @@ class Compose:
         return [*self.base_args(), "up", "-d", "--wait", "--wait-timeout", str(wait_seconds),
                 "--remove-orphans"]
 
-    def run(self, full: list[str], timeout: float) -> ComposeRun:
-        """Run one built command; a timeout kills it and is a failed run, not raised."""
+    def run(self, full: list[str], timeout: float,
+            stop: Callable[[], str | None] | None = None) -> ComposeRun:
+        """Run one built command; a timeout kills it and is a failed run, not raised.
+
+        `stop`, asked every STOP_POLL seconds while compose runs, may return why compose
+        need not go on; compose is then stopped and the run fails with that reason."""
         start = time.monotonic()
+        deadline = start + max(1.0, timeout)
         try:
-            proc = subprocess.run(full, capture_output=True, text=True, errors="replace",
-                                  stdin=subprocess.DEVNULL, timeout=max(1.0, timeout),
-                                  env=dict(self.environ), cwd=self.file.parent)
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or "") + (exc.stderr or "")
-            if isinstance(out, bytes):
-                out = out.decode(errors="replace")
-            return ComposeRun(full, 124, out + f"\ncompose did not finish within {timeout:.0f}s",
-                              time.monotonic() - start)
+            proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, errors="replace", stdin=subprocess.DEVNULL,
+                                    env=dict(self.environ), cwd=self.file.parent)
         except OSError as exc:
             raise ExternalError(f"cannot run docker compose: {exc}") from None
-        return ComposeRun(full, proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+        chunks: list[str] = []
+        why = None
+        while True:
+            step = STOP_POLL if stop is not None else deadline - time.monotonic()
+            try:
+                out, _ = proc.communicate(timeout=max(0.01, min(step, deadline - time.monotonic())))
+                chunks.append(out or "")
+                return ComposeRun(full, proc.returncode, "".join(chunks), time.monotonic() - start)
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline:
+                why = f"compose did not finish within {timeout:.0f}s"
+                code = 124
+            elif stop is not None and (why := stop()) is not None:
+                code = STOPPED
+            else:
+                continue
+            proc.kill()
+            out, _ = proc.communicate()
+            return ComposeRun(full, code, (out or "") + f"\n{why}", time.monotonic() - start)
 
     def services(self, timeout: float = 60.0) -> dict[str, str]:
         """service name -> image reference, as compose resolves the file.
@@ -157,10 +177,10 @@ class Compose:
     def pull(self, timeout: float) -> ComposeRun:
         return self.run(self.pull_args(), timeout)
 
-    def up(self, wait_timeout: float) -> ComposeRun:
+    def up(self, wait_timeout: float, stop: Callable[[], str | None] | None = None) -> ComposeRun:
         seconds = max(1, int(round(wait_timeout)))
         # the subprocess gets a little longer than compose's own wait, to report
-        return self.run(self.up_args(seconds), timeout=seconds + 60)
+        return self.run(self.up_args(seconds), timeout=seconds + 60, stop=stop)
 
 
 # ----------------------------------------------------------------- containers
@@ -178,6 +198,7 @@ class ContainerLook:
     restart_count: int
     image_id: str
     repo_digests: list[str]
+    started_at: str = ""        # the engine's State.StartedAt: changes with every (re)start
 
     def describe(self) -> str:
         health = self.health or "no healthcheck"
@@ -244,7 +265,7 @@ def look_at(client: Any, project: str) -> list[ContainerLook]:
             name=c.name, service=labels.get(SERVICE_LABEL, "?"), status=state.get("Status", "?"),
             health=health, exit_code=int(state.get("ExitCode") or 0),
             restart_count=int(c.attrs.get("RestartCount") or 0), image_id=image_id,
-            repo_digests=repo_digests))
+            repo_digests=repo_digests, started_at=str(state.get("StartedAt") or "")))
     return looks
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 from gitopsctl.compose import ContainerLook, ExpectedImage, container_logs, look_at
 from gitopsctl.health import Check, HealthReport, probe_check
 
-SAMPLE_INTERVAL = 1.0
+SAMPLE_INTERVAL = 0.5  # the default of timeouts.sample_interval
 _FATAL_STATES = ("restarting", "exited", "dead")
 
 

@@ -367,6 +367,10 @@ class Timeouts:
     healthy_samples: int = field(default=3, metadata=meta(
         "Consecutive healthy samples needed before a target counts as healthy", 3,
         minimum=1, maximum=100))
+    sample_interval: float = field(default=0.5, metadata=meta(
+        "Pause between two health samples: a service must stay healthy for "
+        "(healthy_samples - 1) x sample_interval before it counts as healthy", "500ms",
+        duration=True, minimum=0.05, maximum=60))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,12 @@ from gitopsctl.agent import status_name, vm_target
 from gitopsctl.agent.checkout import inside, move_to, resolve_revision
 from gitopsctl.agent.envfile import write_env_file
 from gitopsctl.agent.lock import sync_lock
+from gitopsctl.agent.stackwatch import UpWatch, open_stack
 from gitopsctl.errors import EXIT_OK, ConfigError, ExternalError, UsageError
+from gitopsctl.preload import Preload
 
 LOCK_FILE = "sync.lock"
+docker_sdk = Preload([("docker", ("docker", "docker.errors"))])
 EXIT_UNHEALTHY = 1
 
 
@@ -89,6 +93,9 @@ def run(ctx, name: str, checkout: Path, *, revision: str | None, deadline: float
     from gitopsctl import config as config_mod
     from gitopsctl import repo as gitrepo
 
+    # The docker SDK is first needed to judge the containers, after fetch, unseal, pull
+    # and up: imported meanwhile, its third of a second is off the deploy's path.
+    docker_sdk.start()
     cfg = ctx.config
     state_dir = checkout / cfg.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +144,8 @@ def run(ctx, name: str, checkout: Path, *, revision: str | None, deadline: float
             # Already converged last time: look, and only act if it drifted.
             rep.action(f"{wanted[:12]} is already live; checking it is still healthy")
             # a short look: a stack that is not healthy within a few samples gets converged
-            look_until = min(deadline, time.monotonic() + 2 * cfg.timeouts.healthy_samples + 10)
+            look_until = min(deadline, time.monotonic()
+                             + 2 * cfg.timeouts.healthy_samples * cfg.timeouts.sample_interval + 10)
             verdict, images = _evaluate(cfg, name, compose, look_until, rep, timings)
             if verdict.report.healthy:
                 result.action = "unchanged"
@@ -232,15 +240,14 @@ def _converge(cfg, name: str, compose, deadline: float, rep, timings: dict, step
                               checks=[Check("pull", False, reason, evidence=pulled.tail())])
         return TargetVerdict(report, []), {}
     steps.append("pulled")
-    t = time.monotonic()
-    wait = max(1.0, deadline - time.monotonic())
-    rep.action(f"docker compose up -d --wait --wait-timeout {int(round(wait))}")
-    up = compose.up(wait)
-    timings["up"] = time.monotonic() - t
-    steps.append("up" if up.ok else f"up failed (exit {up.returncode})")
-    # Even when `up --wait` failed, look at the containers: that names which service,
-    # its state, exit code, restarts and logs. The look is fast on a failed stack.
-    verdict, images = _evaluate(cfg, name, compose, max(deadline, time.monotonic() + 3), rep, timings)
+    stack = open_stack(cfg, name, compose, docker_sdk)
+    try:
+        wait = max(1.0, deadline - time.monotonic())
+        rep.action(f"docker compose up -d --wait --wait-timeout {int(round(wait))}")
+        up, verdict, images = _up_and_judge(cfg, name, compose, stack, wait, deadline, rep, timings)
+        steps.append("up" if up.ok else f"up failed (exit {up.returncode})")
+    finally:
+        stack.close()
     report = verdict.report
     if not up.ok:
         report.checks.insert(0, Check("compose-up", False,
@@ -252,34 +259,57 @@ def _converge(cfg, name: str, compose, deadline: float, rep, timings: dict, step
     return verdict, images
 
 
-def _evaluate(cfg, name: str, compose, deadline: float, rep, timings: dict):
-    from gitopsctl import compose as compose_mod
+def _up_and_judge(cfg, name: str, compose, stack, wait: float, deadline: float, rep, timings: dict):
+    """`compose up --wait` on a thread of its own, and the healthy samples as soon as every
+    new container is up, or once compose returned (stackwatch.UpWatch says why both)."""
+    watch = UpWatch(stack)
+    done: dict[str, Any] = {}
+    t = time.monotonic()
+
+    def up() -> None:
+        try:
+            done["up"] = compose.up(wait, stop=watch)
+        finally:
+            done["at"] = time.monotonic()
+            watch.ready.set()  # wakes the wait below whatever happened
+
+    thread = threading.Thread(target=up, name="gitopsctl-compose-up", daemon=True)
+    thread.start()
+    watch.ready.wait(wait + 70)
+    # Even when `up --wait` failed, look at the containers: that names which service,
+    # its state, exit code, restarts and logs. The look is fast on a failed stack.
+    verdict, images = _evaluate(cfg, name, compose, max(deadline, time.monotonic() + 3), rep,
+                                timings, stack)
+    if not verdict.report.healthy:
+        watch.give_up(f"stopped waiting: {verdict.report.reason}")
+    thread.join(wait + 70)  # Compose.run's own timeout ends it before this
+    timings["up"] = done.get("at", time.monotonic()) - t
+    if "up" not in done:
+        raise ExternalError("docker compose up neither finished nor could be stopped")
+    return done["up"], verdict, images
+
+
+def _evaluate(cfg, name: str, compose, deadline: float, rep, timings: dict, stack=None):
+    """Judge the stack until healthy, a fatal look or `deadline`; `stack`: already open
+    (its client is the caller's to close), else opened and closed here."""
     from gitopsctl import composehealth
 
     t = time.monotonic()
-    in_file = compose.services()
-    rules = composehealth.rules_for(cfg, name, list(in_file))
-    import docker
-    import docker.errors
-
+    own = stack is None
+    if own:
+        stack = open_stack(cfg, name, compose, docker_sdk)
     try:
-        client = docker.from_env(environment=dict(compose.environ), timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise ExternalError(f"cannot reach the Docker engine: {exc}",
-                            hint="is dockerd running, and DOCKER_HOST right for this user?") from None
-    try:
-        judged = {c: in_file[c] for c in composehealth.owned(rules)}
-        expected = compose_mod.expected_images(client, judged)
         with rep.status("waiting for containers to be healthy") as status:
             verdict = composehealth.wait_healthy(
-                client, compose.project, expected, rules, deadline=deadline,
-                samples=cfg.timeouts.healthy_samples, http_timeout=cfg.timeouts.http,
+                stack.client, compose.project, stack.expected, stack.rules, deadline=deadline,
+                samples=cfg.timeouts.healthy_samples, interval=cfg.timeouts.sample_interval,
+                http_timeout=cfg.timeouts.http,
                 progress=status.update, target=name)
     finally:
-        client.close()
+        if own:
+            stack.close()
     timings["health"] = time.monotonic() - t
-    return verdict, {c: exp.to_dict() for c, exp in expected.items()}
+    return verdict, {c: exp.to_dict() for c, exp in stack.expected.items()}
 
 
 def _finish(result: SyncResult, verdict, images: dict, timings: dict, steps: list,

@@ -8,9 +8,11 @@ follows that service's workloads; Flux's objects are the target's.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitopsctl.preload import Preload
 from gitopsctl.targets import Target
 
 
@@ -28,17 +30,28 @@ class ConfiguredTargets:
         self._built: dict[str, Target] = {}      # by service
         self._vms: dict[str, Any] = {}           # VMTarget by target name, shared by its services
         self._applies: dict[str, dict] = {}      # a Kubernetes target's apply state, by target name
+        self._loader: Preload | None = None
+        self._lock = threading.Lock()
 
     def target_name(self, service: str) -> str:
         return self.config.service(service).target
 
     def for_service(self, service: str) -> Target:
+        if self._loader is not None:
+            self._loader.wait(self.config.target(self.target_name(service)).kind)
         if service not in self._built:
             self._built[service] = self._build(self.target_name(service), service)
         return self._built[service]
 
     def prepare(self) -> None:
-        load_target_clients(self.config)
+        """Start importing the target clients in the background and return at once: the
+        kubernetes client first, needed first; a Target is built once its client is in.
+        Then the VMs' SSH connections are opened (VMTarget.preconnect), so that a sync's
+        turn, later in the stage or the rollback, starts without the handshake."""
+        if self._loader is None:
+            kinds = [kind for kind in CLIENT_MODULES if self.config.targets_of_kind(kind)]
+            self._loader = Preload([(kind, CLIENT_MODULES[kind]) for kind in kinds],
+                                   then=self._preconnect).start()
 
     def _build(self, name: str, service: str) -> Target:
         if self.config.target(name).kind == "kubernetes":
@@ -48,12 +61,23 @@ class ConfiguredTargets:
             return KubeTarget.from_config(self.config, service, progress=self.progress,
                                           environ=self.environ, contains=contains,
                                           applies=self._applies.setdefault(name, {}))
-        if name not in self._vms:
-            from gitopsctl.targets.vm import VMTarget
+        return self._vm(name).for_service(service)
 
-            self._vms[name] = VMTarget(self.config, name, environ=self.environ,
-                                       reporter=self.reporter)
-        return self._vms[name].for_service(service)
+    def _vm(self, name: str) -> Any:
+        with self._lock:  # the loader thread builds them too (prepare)
+            if name not in self._vms:
+                from gitopsctl.targets.vm import VMTarget
+
+                self._vms[name] = VMTarget(self.config, name, environ=self.environ,
+                                           reporter=self.reporter)
+            return self._vms[name]
+
+    def _preconnect(self) -> None:
+        for name in self.config.targets_of_kind("vm"):
+            try:
+                self._vm(name).preconnect()
+            except Exception:  # noqa: BLE001 - a target that cannot be built fails where it is used
+                pass
 
 
 def production_targets(ctx: Any) -> ConfiguredTargets:
@@ -62,18 +86,8 @@ def production_targets(ctx: Any) -> ConfiguredTargets:
                              reporter=ctx.reporter, repo_path=ctx.repo)
 
 
-def load_target_clients(config: Any) -> None:
-    """Import the clients the configured targets need, ahead of use: the kubernetes client
-    alone can take a second or two to load, which would otherwise sit between pushing a
-    deploy commit and asking Flux about it."""
-    try:
-        if config.targets_of_kind("kubernetes"):
-            import kubernetes.client  # noqa: F401
-            import kubernetes.config  # noqa: F401
-        if config.targets_of_kind("vm"):
-            import fabric  # noqa: F401
-    except ImportError:
-        pass  # the import where the client is used reports it with its context
+# What each kind of target needs imported before its Target is built (gitopsctl.preload).
+CLIENT_MODULES = {"kubernetes": ("kubernetes.client", "kubernetes.config"), "vm": ("fabric",)}
 
 
 def _contains(config: Any, repo_path: Path) -> Callable[[str, str], bool]:

@@ -26,6 +26,7 @@ from gitopsctl.config import Config, HealthCheck, KubernetesTarget, ObjectRef, W
 from gitopsctl.errors import CheckFailed, ConfigError, InputError
 from gitopsctl.health import Check, HealthReport
 from gitopsctl.repo import is_full_sha
+from gitopsctl.targets import stop_requested
 from gitopsctl.targets.kubeapi import KubeApi, KubeApiError, resolve_kubeconfig
 from gitopsctl.targets.kubewait import SAMPLE_INTERVAL, Waiter, current_pods_selector, workload_label
 from gitopsctl.targets.probes import PROBED_HERE, run_check
@@ -33,6 +34,9 @@ from gitopsctl.targets.rollout import PodProblem, pod_problem, pod_summary, work
 
 LOG_TAIL_LINES = 20
 POLL_INTERVAL = 0.25
+# A reconcile the controller starts at once ends in tens of milliseconds on an idle
+# cluster: the first looks come quickly and space out to POLL_INTERVAL, a few GETs more.
+FIRST_POLL = 0.03
 Progress = Callable[[str], None]
 
 
@@ -56,6 +60,7 @@ class KubeTarget:
     def __init__(self, settings: KubernetesTarget, *, workloads: tuple[Workload, ...] | None = None,
                  health: tuple[HealthCheck, ...] | None = None, name: str = "frontend", branch: str = "main",
                  http_timeout: float = 5.0, healthy_samples: int = 3, kube: KubeApi | None = None,
+                 sample_interval: float = SAMPLE_INTERVAL,
                  environ: Mapping[str, str] | None = None, progress: Progress | None = None,
                  contains: Callable[[str, str], bool] | None = None, target_name: str = "kubernetes",
                  applies: dict | None = None):
@@ -75,6 +80,7 @@ class KubeTarget:
         self.branch = branch
         self.http_timeout = http_timeout
         self.healthy_samples = healthy_samples
+        self.sample_interval = sample_interval
         self.progress = progress or _quiet
         self._kube = kube
         self._environ = environ if environ is not None else os.environ
@@ -104,6 +110,7 @@ class KubeTarget:
                               "not a Kubernetes one", hint=f"check services.{service}.target in {config.path}")
         return cls(settings, workloads=svc.workloads, health=svc.health, name=service, branch=config.git.branch,
                    http_timeout=config.timeouts.http, healthy_samples=config.timeouts.healthy_samples,
+                   sample_interval=config.timeouts.sample_interval,
                    environ=environ, progress=progress, contains=contains, target_name=svc.target,
                    applies=applies)
 
@@ -148,6 +155,7 @@ class KubeTarget:
             self.progress(f"requesting reconcile of {label}")
             self._request(group, version, plural, ref, token, deadline)
             last_message, re_requests, requested_at = "", 0, time.monotonic()
+            poll = FIRST_POLL
             while True:
                 obj = self.kube.get_custom(group, version, plural, ref.namespace, ref.name, deadline=deadline)
                 verdict = judge(obj, token, sha)
@@ -173,11 +181,15 @@ class KubeTarget:
                 if message != last_message:
                     self.progress(f"waiting for {message}")
                     last_message = message
+                if stop_requested():
+                    self._fail_reconcile(label, "Stopped", "the apply's verdict is no longer needed",
+                                         want, started, stopped=True)
                 if time.monotonic() >= deadline:
                     self._fail_reconcile(label, "Timeout",
                                          f"{label} did not reach {want} within {time.monotonic() - started:.0f}s; "
                                          f"last state: {verdict.reason} {verdict.message}".strip(), want, started)
-                time.sleep(POLL_INTERVAL)
+                time.sleep(poll)
+                poll = min(POLL_INTERVAL, poll * 1.5)
         except KubeApiError as exc:
             self._fail_reconcile(label, "APIError", exc.message, want, started, hint=exc.hint)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -188,12 +200,13 @@ class KubeTarget:
         self.kube.patch_custom(group, version, plural, ref.namespace, ref.name, body, deadline=deadline)
 
     def _fail_reconcile(self, label: str, reason: str, message: str, want: str, started: float,
-                        hint: str | None = None) -> None:
+                        hint: str | None = None, stopped: bool = False) -> None:
         report = HealthReport(target=self.name, healthy=False,
                               reason=f"{self.name} {label.split()[0]} {reason}",
                               revision=want, elapsed=time.monotonic() - started,
                               checks=[Check("flux", False, f"{label}: {reason}: {message}".rstrip(": "),
-                                            [message] if message else [])])
+                                            [message] if message else [])],
+                              details={"stopped": True} if stopped else {})
         exc = ReconcileFailed(report)
         if hint:
             exc.hint = hint
@@ -277,13 +290,13 @@ class KubeTarget:
             if report.healthy and in_row >= self.healthy_samples:
                 report.details["samples"] = in_row
                 break
-            if fatal or time.monotonic() + SAMPLE_INTERVAL > deadline:
+            if fatal or time.monotonic() + self.sample_interval > deadline:
                 if report.healthy:  # healthy, but not for long enough to count
                     report.healthy = False
                     report.reason = (f"{self.name} healthy in only {in_row}/{self.healthy_samples} "
                                      "looks before the deadline")
                 break
-            time.sleep(SAMPLE_INTERVAL)
+            time.sleep(self.sample_interval)
         report.elapsed = time.monotonic() - started
         return report
 

@@ -18,13 +18,14 @@ from typing import Any
 
 from gitopsctl import flux
 from gitopsctl.health import Check, HealthReport
+from gitopsctl.targets import stop_requested
 from gitopsctl.targets.kubeapi import KubeApiError, WatchExpired
 from gitopsctl.targets.probes import run_check
 from gitopsctl.targets.rollout import PodProblem, Rollout, current_pod_selector, pod_problem, pod_summary, \
     selector_of, workload_rollout
 
-POLL_INTERVAL = 0.25
-SAMPLE_INTERVAL = 0.5
+POLL_INTERVAL = 0.1  # woken early by pod events; this bounds how late a rollout status is seen
+SAMPLE_INTERVAL = 0.5  # the default of timeouts.sample_interval
 WATCH_SECONDS = 30
 
 
@@ -169,6 +170,9 @@ class Waiter:
                 now = time.monotonic()
                 if now >= self.deadline:
                     return self._timeout(messages, last_probes)
+                if stop_requested():
+                    return self.report(False, f"{t.name}: wait stopped, its verdict is no longer needed",
+                                       [], stopped=True)
                 if self.flux_state != "applied" and now - last_flux_look >= 1.0:
                     last_flux_look = now
                     failed = self._look_at_flux()
@@ -210,7 +214,7 @@ class Waiter:
                     return self.report(True, "", base + [
                         Check(c.name, True, f"{c.message} ({samples} healthy answers in a row)")
                         for c in last_probes])
-                self._wait_events(SAMPLE_INTERVAL)
+                self._wait_events(t.sample_interval)
         except KubeApiError as exc:
             return self.report(False, f"{t.name} health unknown: Kubernetes API failing",
                                [Check("kubernetes-api", False, exc.message)])

@@ -22,6 +22,7 @@ import re
 import shlex
 import socket
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,6 +128,20 @@ class VMTarget:
         self.reporter = reporter
         self.wait_timeout = wait_timeout
         self.last_run: RemoteRun | None = None
+        # Its services are waited for from several threads, and a stopped wait may still be
+        # in its sync when the rollback starts the next: one sync at a time, and a wait
+        # without an apply runs the sync once for all of them.
+        self._sync_lock = threading.Lock()
+        self._early: Any = None  # an sshearly.EarlyConnection once preconnect() was asked
+
+    def preconnect(self) -> None:
+        """Open the SSH connection for the next sync now, in the background (CI's stage
+        asks while an earlier group is still deploying): the handshake is then off the
+        deploy's path. Any trouble is left to the sync's own connect to report."""
+        from gitopsctl.targets.sshearly import EarlyConnection
+
+        if self._early is None:
+            self._early = EarlyConnection(self).start()
 
     def for_service(self, service: str) -> "ServiceOnVM":
         """The Target of one service on this VM: same SSH runs, that service's reports."""
@@ -139,13 +154,15 @@ class VMTarget:
 
     def apply(self, revision: str, deadline: float) -> None:
         """Run the remote sync; the outcome is judged by wait_healthy()."""
-        self.last_run = self.run_sync(revision, deadline)
+        with self._sync_lock:
+            self.last_run = self.run_sync(revision, deadline)
 
     def wait_healthy(self, revision: str, deadline: float, service: str | None = None) -> HealthReport:
         started = time.monotonic()
-        run = self.last_run
-        if run is None:
-            run = self.last_run = self.run_sync(revision, deadline)
+        with self._sync_lock:
+            run = self.last_run
+            if run is None:
+                run = self.last_run = self.run_sync(revision, deadline)
         report = vmreport.whole_report(self.name, run, revision)
         if report.healthy:
             vmreport.confirm_from_ci(report, self.config, self._scope(service), deadline)
@@ -219,7 +236,9 @@ class VMTarget:
             if remaining <= 0:
                 raise ExternalError("no time left to reach the VM (deadline already passed)")
             self._say("action", f"ssh {self.vm.user}@{self._where}: {label}")
-            with self.connection() as conn:
+            early, self._early = self._early, None
+            opened = early.take() if early is not None else None
+            with (opened if opened is not None else self.connection()) as conn:
                 result = self._run(conn, command, deadline)
             run.exit_code = result.exited
             run.stderr_tail = (result.stderr or "").splitlines()[-_EVIDENCE_LINES:]
@@ -416,4 +435,5 @@ class ServiceOnVM:
     def observe(self, deadline: float,
                 mismatch: Callable[[str], str | None] | None = None) -> HealthReport:
         return self.vm.observe(deadline, mismatch, service=self.service)
+
 

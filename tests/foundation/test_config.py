@@ -77,6 +77,14 @@ def test_env_overrides_defaults_and_file_values(tmp_path):
     assert c.git.author.name == "ci-bot"
 
 
+def test_the_health_sample_interval_is_configurable_and_bounded(tmp_path):
+    assert load(tmp_path, MINIMAL).timeouts.sample_interval == 0.5
+    c = load(tmp_path, MINIMAL, environ={"GITOPSCTL_TIMEOUTS__SAMPLE_INTERVAL": "250ms"})
+    assert c.timeouts.sample_interval == 0.25
+    err = error_of(tmp_path, MINIMAL, environ={"GITOPSCTL_TIMEOUTS__SAMPLE_INTERVAL": "0s"})
+    assert "timeouts.sample_interval" in err.message and "0.05" in err.message
+
+
 def test_env_override_is_validated(tmp_path):
     err = error_of(tmp_path, MINIMAL, environ={"GITOPSCTL_TIMEOUTS__FAILURE": "soon"})
     assert "timeouts.failure" in err.message and "duration" in err.message

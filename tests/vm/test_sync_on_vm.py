@@ -298,3 +298,21 @@ def test_a_dead_container_at_the_live_revision_is_converged_again(
     assert doc["action"] == "updated"
     assert any(step.startswith("drift:") for step in doc["steps"])
     assert docker_client.containers.get(container.id).status == "running"
+
+
+def test_a_new_container_in_a_restart_loop_ends_compose_up_at_once(
+        vm_repo, docker_engine, vm_docker_config, vm_images):
+    """restart: always brings a container that exits at start back over and over;
+    `up --wait` would wait for it. The agent sees the new container fail and stops
+    compose, then judges the stack as always: the verdict names the container and its log."""
+    vm_repo.deploy(vm_images.refs["crash"], restart="always", message="deploy crashing backend")
+    start = time.monotonic()
+    proc = run_sync(vm_repo, docker_engine, vm_docker_config, "--wait-timeout", "60")
+    took = time.monotonic() - start
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1, doc
+    up = next(c for c in doc["health"]["checks"] if c["name"] == "compose-up")
+    assert "stopped waiting" in up["message"] and "new container failed" in up["message"], up
+    failed = next(c for c in doc["health"]["checks"] if not c["ok"] and c["name"] != "compose-up")
+    assert any("fatal: cannot start" in line for line in failed["evidence"]), failed
+    assert took < 20  # compose's own wait would have run to its 60 s timeout or beyond

@@ -59,6 +59,38 @@ def test_unhealthy_backend_fails_fast_and_a_revert_heals_it(vm_repo, vm_images):
     assert healed.details["remote"]["images"]["backend"]["reference"] == vm_images.refs["v1"]
 
 
+def test_a_connection_opened_ahead_is_the_one_the_sync_uses(vm_repo):
+    """preconnect() opens the SSH connection in the background; the sync takes it over
+    (and closes it), so the next sync without a preconnect connects afresh."""
+    target = vm_repo.target()
+    target.preconnect()
+    early = target._early
+    deadline = time.monotonic() + 20
+    while not early._done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert early._conn is not None and early._conn.client.get_transport().is_active()
+    report = target.deploy(vm_repo.remote.head(), time.monotonic() + 90)
+    assert report.healthy, report.to_dict()
+    assert target._early is None and early._handed
+    assert early._conn.client.get_transport() is None or not early._conn.client.get_transport().is_active()
+    again = target.deploy(vm_repo.remote.head(), time.monotonic() + 60)
+    assert again.healthy, again.to_dict()
+
+
+def test_a_connection_ahead_that_fails_leaves_the_error_to_the_sync(vm_repo):
+    """A VM that refuses SSH: the early connect fails quietly; the sync reports it."""
+    import dataclasses
+
+    target = vm_repo.target()
+    from gitopsctl.sandbox.lab.ports import free_port
+
+    target.vm = dataclasses.replace(target.vm, port=free_port())
+    target.preconnect()
+    report = target.deploy(vm_repo.remote.head(), time.monotonic() + 30)
+    assert not report.healthy
+    assert "refused" in report.reason, report.reason
+
+
 def test_crash_loop_with_restart_policy_fails_fast(vm_repo, vm_images):
     bad = vm_repo.deploy(vm_images.refs["crash"], restart="always", message="deploy crashing backend")
     start = time.monotonic()
