@@ -118,7 +118,7 @@ def test_no_color(tmp_path, how):
 
 
 def test_heavy_libraries_are_not_imported_at_startup():
-    code = ("import sys; from gitopsctl import cli; "
+    code = ("import sys; from gitopsctl import cliapp; "
             "print(sorted(m for m in ('kubernetes','docker','fabric','paramiko','git') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -155,22 +155,22 @@ def test_a_subcommand_option_is_still_its_own(homelab):
 
 def test_no_subcommand_declares_a_global_flag():
     """A subcommand's own -o (say) would silently shadow the global one there: refuse it here."""
-    from gitopsctl import cli
+    from gitopsctl import cliapp
 
-    assert cli.global_option_clashes() == {}, (
+    assert cliapp.global_option_clashes() == {}, (
         "these subcommands declare a global option's flag; rename theirs: "
-        f"{cli.global_option_clashes()}")
+        f"{cliapp.global_option_clashes()}")
 
 
 def test_a_clash_is_found_and_the_subcommand_keeps_its_meaning():
     import typer
 
-    from gitopsctl import cli, cliglobals
+    from gitopsctl import cliapp, cliglobals
 
     extra = typer.Typer()
     extra.command()(_export_with_its_own_o)
     command = typer.main.get_command(extra)
-    shared = cliglobals.global_params(typer.main.get_command(cli.app))
+    shared = cliglobals.global_params(typer.main.get_command(cliapp.app))
     assert cliglobals.clashes(command, shared) == ["-o"]
     cliglobals.inherit(command, shared)
     ctx = command.make_context("export", ["-o", "report.md", "--verbose"])

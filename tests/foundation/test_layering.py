@@ -14,7 +14,8 @@ import gitopsctl
 
 PACKAGE = Path(gitopsctl.__file__).parent
 COMMANDS = sorted(p.stem for p in (PACKAGE / "commands").glob("*.py") if p.stem != "__init__")
-ENGINE_MAY_NOT = ("gitopsctl.commands", "gitopsctl.cli", "gitopsctl.cliutil", "gitopsctl.console",
+ENGINE_MAY_NOT = ("gitopsctl.commands", "gitopsctl.cli", "gitopsctl.cliapp", "gitopsctl.cliutil",
+                  "gitopsctl.helpcache", "gitopsctl.console",
                   "typer", "rich", "click")
 # Known exceptions, each to be fixed; an entry that is no longer true fails below.
 PENDING: set[tuple[str, str]] = set()
