@@ -89,6 +89,8 @@ class Compose:
     file: Path
     env_file: Path | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # services() of this file, once read: the file does not change during a sync
+    _services: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def base_args(self) -> list[str]:
         args = [*compose_command(self.environ), "-p", self.project, "-f", str(self.file)]
@@ -148,6 +150,8 @@ class Compose:
         The resolved config may hold interpolated secrets: only names and image
         references are kept from it, and it is never logged.
         """
+        if self._services is not None:
+            return dict(self._services)
         full = self.config_args()
         try:
             proc = subprocess.run(full, capture_output=True, text=True, errors="replace",
@@ -172,7 +176,8 @@ class Compose:
                                  hint="the VM only runs images built and pushed by CI; "
                                       "give every service an image reference")
             out[name] = str(image)
-        return out
+        self._services = out
+        return dict(out)
 
     def pull(self, timeout: float) -> ComposeRun:
         return self.run(self.pull_args(), timeout)

@@ -31,7 +31,9 @@ from gitopsctl.errors import EXIT_OK, ConfigError, ExternalError, UsageError
 from gitopsctl.preload import Preload
 
 LOCK_FILE = "sync.lock"
-docker_sdk = Preload([("docker", ("docker", "docker.errors"))])
+# Needed in this order: the unsealing (cryptography) after git's fetch, the docker SDK
+# after pull and up. Imported meanwhile, their half a second is off the deploy's path.
+clients = Preload([("sealed", ("gitopsctl.sealed",)), ("docker", ("docker", "docker.errors"))])
 EXIT_UNHEALTHY = 1
 
 
@@ -93,9 +95,7 @@ def run(ctx, name: str, checkout: Path, *, revision: str | None, deadline: float
     from gitopsctl import config as config_mod
     from gitopsctl import repo as gitrepo
 
-    # The docker SDK is first needed to judge the containers, after fetch, unseal, pull
-    # and up: imported meanwhile, its third of a second is off the deploy's path.
-    docker_sdk.start()
+    clients.start()
     cfg = ctx.config
     state_dir = checkout / cfg.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +127,7 @@ def run(ctx, name: str, checkout: Path, *, revision: str | None, deadline: float
             raise ConfigError(f"{cfg.path} at {wanted[:12]}: {exc.message}", hint=exc.hint) from None
 
         t = time.monotonic()
+        clients.wait("sealed")
         env_file, env_changed = write_env_file(vm, name, checkout)
         timings["unseal"] = time.monotonic() - t
         if env_changed:
@@ -232,7 +233,11 @@ def _converge(cfg, name: str, compose, deadline: float, rep, timings: dict, step
 
     t = time.monotonic()
     rep.action("docker compose pull")
+    # the file's services, read by `compose config` while the images come (errors: read again below)
+    reading = threading.Thread(target=_quietly, args=(compose.services,), daemon=True)
+    reading.start()
     pulled = compose.pull(timeout=max(1.0, deadline - time.monotonic()))
+    reading.join(max(1.0, deadline - time.monotonic()))
     timings["pull"] = time.monotonic() - t
     if not pulled.ok:
         reason = f"docker compose pull failed: {_last(pulled.tail())}"
@@ -240,7 +245,7 @@ def _converge(cfg, name: str, compose, deadline: float, rep, timings: dict, step
                               checks=[Check("pull", False, reason, evidence=pulled.tail())])
         return TargetVerdict(report, []), {}
     steps.append("pulled")
-    stack = open_stack(cfg, name, compose, docker_sdk)
+    stack = open_stack(cfg, name, compose, clients)
     try:
         wait = max(1.0, deadline - time.monotonic())
         rep.action(f"docker compose up -d --wait --wait-timeout {int(round(wait))}")
@@ -297,7 +302,7 @@ def _evaluate(cfg, name: str, compose, deadline: float, rep, timings: dict, stac
     t = time.monotonic()
     own = stack is None
     if own:
-        stack = open_stack(cfg, name, compose, docker_sdk)
+        stack = open_stack(cfg, name, compose, clients)
     try:
         with rep.status("waiting for containers to be healthy") as status:
             verdict = composehealth.wait_healthy(
@@ -335,6 +340,13 @@ def _finish(result: SyncResult, verdict, images: dict, timings: dict, steps: lis
     write_atomic(status_file, (json.dumps(redact_obj(result.to_dict()), indent=2) + "\n").encode(),
                  0o644)
     return result
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - the same call, made again where it is needed, reports it
+        pass
 
 
 def _last(lines: list[str]) -> str:

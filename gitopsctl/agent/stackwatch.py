@@ -40,14 +40,14 @@ class Stack:
             self.watch_client.close()
 
 
-def open_stack(cfg: Any, name: str, compose: Any, docker_sdk: Any) -> Stack:
+def open_stack(cfg: Any, name: str, compose: Any, clients: Any) -> Stack:
     """The engine client, the compose file's services, the rules and the expected images."""
     from gitopsctl import compose as compose_mod
     from gitopsctl import composehealth
 
     in_file = compose.services()
     rules = composehealth.rules_for(cfg, name, list(in_file))
-    docker_sdk.wait("docker")
+    clients.wait("docker")  # agent.converge.clients
     import docker
     import docker.errors
 

@@ -78,5 +78,6 @@ class TargetSet(Protocol):
         ...
 
     def prepare(self) -> None:
-        """Load what the targets need ahead of use (it may run while git fetches)."""
+        """Start loading what the targets need ahead of use and return at once: the
+        engine calls it first thing, then does its git work meanwhile."""
         ...
