@@ -132,7 +132,6 @@ def test_diff_says_a_stage_would_stop_and_reports_a_render_the_edits_break(lab):
 
 
 # ---------------------------------------------------------------- through the CLI
-# Needs the registration of diff in gitopsctl/cli.py (the CLI helper's patch).
 
 def test_the_cli_prints_the_diff_and_exits_1_with_exit_code_when_something_would_change(lab):
     source = lab.app_commit("v2")

@@ -131,7 +131,6 @@ def test_since_reads_durations_dates_and_times():
 
 
 # ---------------------------------------------------------------- through the CLI
-# Needs the registration of history in gitopsctl/cli.py (the CLI helper's patch).
 
 def run_cli(lab, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITOPSCTL_")}

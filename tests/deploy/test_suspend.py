@@ -122,7 +122,6 @@ def test_a_suspend_without_a_reason_is_refused_before_any_commit(lab_factory):
 
 
 # ---------------------------------------------------------------- through the CLI
-# Needs the registration of suspend/resume in gitopsctl/cli.py (the CLI helper's patch).
 
 def gitopsctl(lab, *args: str, **environ: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
