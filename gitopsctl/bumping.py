@@ -288,11 +288,14 @@ def _check_superseded(root: Path, bumps: Sequence[Bump], revs: Sequence[str] = (
     """Superseded when a bump's source is an ancestor of the source live at any of `revs`."""
     from gitopsctl.deploy.state import ensure_not_superseded, read_state
 
+    states: dict = {}  # one read of the log per rev, however many bumps ask
     for bump in bumps:
         if not bump.source or not bump.service:
             continue
         for rev in revs:
-            ensure_not_superseded(root, read_state(root, rev), bump.source, [bump.service])
+            if rev not in states:
+                states[rev] = read_state(root, rev)
+            ensure_not_superseded(root, states[rev], bump.source, [bump.service])
 
 
 def _commit_and_push(ctx, config, root: Path, result: BumpResult, push: bool) -> None:

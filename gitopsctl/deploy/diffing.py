@@ -107,11 +107,12 @@ def diff(ctx, *, source: str | None = None, service: str | None = None,
         tip = gitrepo.resolve_commit(root, "HEAD")
     source = gitrepo.resolve_source(root, source, option="--source")
     result = DiffResult(source=source, tip=tip, services=services)
-    standing = suspension.current(root, tip)
+    state = read_state(root, tip)  # one read of the log for both questions
+    standing = suspension.current(root, tip, state)
     if standing is not None:
         result.notes.append(f"a stage would stop now: {standing.describe()}")
     try:
-        ensure_not_superseded(root, read_state(root, tip), source, config.stage.order)
+        ensure_not_superseded(root, state, source, config.stage.order)
     except Superseded as exc:
         result.notes.append(f"a stage would stop now: {exc.message}")
     except GitopsctlError as exc:  # a shallow clone: the preview stands, the ordering is unknown

@@ -118,12 +118,14 @@ def rollback(ctx, targets: Any, *, to: str | None = None, source: str | None = N
 
 def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = None,
             failure: Failure | None = None, dry_run: bool = False, verify: bool = True,
-            manual_reason: str = "manual rollback", started: float | None = None) -> RollbackResult:
+            manual_reason: str = "manual rollback", started: float | None = None,
+            state: DeployState | None = None) -> RollbackResult:
     """Revert a deploy in one commit built on the remote tip, push it, verify.
 
     Idempotent: what is already reverted is read from git, so a rerun (same or fresh
     clone, after a kill anywhere) never reverts a second release. A plain rollback undoes
     the newest deploy only while no rollback came after it; going further back is --to.
+    `state`: the caller's deploy state (stage's), followed to the new tip, not read again.
     """
     config = ctx.config
     root = ctx.repo
@@ -132,8 +134,8 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
     if to and source:
         raise UsageError("--to and --source cannot be combined",
                          hint="--source SHA undoes that deploy; --to SHA returns to the deploy of SHA")
-    gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
-    state = read_state(root, gitrepo.remote_ref(config))
+    tip = gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
+    state = state.advance(tip) if state is not None else read_state(root, tip)
     if to:
         to = gitrepo.resolve_source(root, to)
     elif source:
@@ -156,7 +158,7 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
 
     if commits:
         try:
-            _revert_and_push(ctx, result, source, commits, failure, manual_reason, t0)
+            state = _revert_and_push(ctx, result, state, source, commits, failure, manual_reason, t0)
         except GitopsctlError as exc:
             # Nothing was forced and nothing half-pushed: the remote still has the failed
             # release, so a human must act (or rerun once the cause is fixed).
@@ -183,7 +185,7 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
             rep.failure(result.notes[-1])
         else:
             rep.success("previous version is live and healthy again")
-            result.verified = _agree_after(ctx, result, revision)
+            result.verified = _agree_after(ctx, result, state.advance(revision))
         result.exit_code = EXIT_ROLLED_BACK if result.verified else EXIT_HUMAN_NEEDED
     else:
         result.exit_code = EXIT_ROLLED_BACK
@@ -191,7 +193,7 @@ def perform(ctx, targets: Any, *, to: str | None = None, source: str | None = No
     return result
 
 
-def _agree_after(ctx, result: RollbackResult, revision: str) -> bool:
+def _agree_after(ctx, result: RollbackResult, state: DeployState) -> bool:
     """The consistency pairs against what git says is live after the revert: healthy
     services that cannot talk to each other are not a rollback that worked."""
     from gitopsctl.deploy import consistency
@@ -199,8 +201,8 @@ def _agree_after(ctx, result: RollbackResult, revision: str) -> bool:
     config = ctx.config
     if not config.consistency:
         return True
-    result.consistency = consistency.judge_live(config, read_state(ctx.repo, revision),
-                                                config.consistency, progress=ctx.reporter.waiting)
+    result.consistency = consistency.judge_live(config, state, config.consistency,
+                                                progress=ctx.reporter.waiting)
     bad = [r for r in result.consistency if not r.ok]
     if not bad:
         ctx.reporter.success("after the rollback: " + "; ".join(r.message for r in result.consistency))
@@ -235,21 +237,25 @@ def _select(state: DeployState, *, to: str | None, source: str | None):
     return source, commits, None
 
 
-def _revert_and_push(ctx, result: RollbackResult, source: str | None, commits: list,
-                     failure: Failure | None, manual_reason: str, t0: float) -> None:
+def _revert_and_push(ctx, result: RollbackResult, state: DeployState, source: str | None,
+                     commits: list, failure: Failure | None, manual_reason: str,
+                     t0: float) -> DeployState:
+    """Push the revert; the state returned is the one at the tip the last attempt saw."""
     config = ctx.config
     root = ctx.repo
     rep = ctx.reporter
     message = _message(config, source, commits, failure, manual_reason, t0)
     wanted = {c.commit for c in commits}
     rep.action(f"reverting {', '.join(c.commit[:7] for c in commits)} in one commit")
+    seen = [state]
 
     def build(tip: str) -> str | None:
-        state = read_state(root, tip)
-        if all(state.is_reverted(c) for c in wanted):
+        seen[0] = now = seen[0].advance(tip)
+        if all(now.is_reverted(c) for c in wanted):
             return None  # another run pushed this rollback meanwhile
-        return gitrepo.revert_onto(root, tip, [c.commit for c in commits], message,
-                                   commit_author(config), extra=_suspend_automation(ctx, tip))
+        return gitrepo.revert_onto(root, tip, [c.commit for c in commits],
+                                   _with_pause(message, now), commit_author(config),
+                                   extra=_suspend_automation(ctx, tip))
 
     pushed, attempts = gitrepo.push_built(root, config.git.remote, config.git.branch, build,
                                           retries=config.git.push_retries, progress=rep.waiting,
@@ -258,10 +264,19 @@ def _revert_and_push(ctx, result: RollbackResult, source: str | None, commits: l
     if pushed is None:
         result.already = True
         result.notes.append("another run pushed this rollback first")
-        result.commit = read_state(root, gitrepo.remote_ref(config)).newest_record().commit
+        result.commit = seen[0].newest_record().commit
     else:
         result.commit = pushed
         rep.success(f"revert {pushed[:7]} pushed after {time.monotonic() - t0:.1f}s")
+    return seen[0]
+
+
+def _with_pause(message: str, state: DeployState) -> str:
+    """The message with the pause state at the tip it is built on (DeployState.pause)."""
+    key, value = state.suspension_trailer()
+    marker = "\nGitopsctl-Rollback-Of: "
+    at = message.rfind(marker)
+    return message[:at] + f"\n{key}: {value}" + message[at:] if at >= 0 else message
 
 
 # ---------------------------------------------------------------- helpers
@@ -273,7 +288,7 @@ def _item(record) -> dict:
 
 def _commits_since(state: DeployState, to: str) -> list:
     """Live deploy commits newer than the newest live deploy of source `to`."""
-    anchor = next((r for r in state.deploys
+    anchor = next((r for r in state.iter_deploys()
                    if r.source and r.source.startswith(to[:12]) and not state.is_reverted(r.commit)),
                   None)
     if anchor is None:

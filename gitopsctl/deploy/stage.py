@@ -31,7 +31,8 @@ from gitopsctl import repo as gitrepo
 from gitopsctl.deploy.converge import Verdict, check_once, wait_group
 from gitopsctl.deploy.plan import ServicePlan, plan_service, plan_stage
 from gitopsctl.deploy.rollback import Failure, perform
-from gitopsctl.deploy.state import commit_author, deploy_message, ensure_not_superseded, read_state
+from gitopsctl.deploy.state import (DeployState, commit_author, deploy_message,
+                                    ensure_not_superseded, read_state)
 from gitopsctl.deploy.steps import StageResult, Step, Timed, record_verdict
 from gitopsctl.deploy.suspension import ensure_not_suspended
 from gitopsctl.errors import (EXIT_HUMAN_NEEDED, EXIT_INTERNAL, EXIT_OK, EXIT_ROLLED_BACK, GitopsctlError,
@@ -46,8 +47,9 @@ def stage(ctx, targets: Any, *, source: str | None = None, delay: float | None =
     """Deploy `source` group by group onto `targets` (a TargetSet); roll back all on failure."""
     t0 = time.monotonic()
     result = StageResult(source=source or "HEAD")
+    seen: list[DeployState] = []  # the one deploy state of this run, followed as the tip moves
     try:
-        return _stage(ctx, targets, result, source, delay, timeout, allow_unbuilt, t0)
+        return _stage(ctx, targets, result, source, delay, timeout, allow_unbuilt, t0, seen)
     except Superseded as exc:
         # A newer pipeline deployed while this one ran: it owns the deploy now.
         return _superseded(result, exc, t0, ctx.reporter)
@@ -56,11 +58,12 @@ def stage(ctx, targets: Any, *, source: str | None = None, delay: float | None =
     except Exception as exc:  # noqa: BLE001 - any failure after a push must still roll back
         if not result.commits:
             return _failed_before_push(ctx, result, exc, t0)
-        return _finish(ctx, targets, result, t0, _failure_from(ctx, result, exc))
+        return _finish(ctx, targets, result, t0, _failure_from(ctx, result, exc), seen)
 
 
 def _stage(ctx, targets, result: StageResult, source: str | None, delay: float | None,
-           timeout: float | None, allow_unbuilt: bool, t0: float) -> StageResult:
+           timeout: float | None, allow_unbuilt: bool, t0: float,
+           seen: list[DeployState]) -> StageResult:
     config = ctx.config
     root = ctx.repo
     rep = ctx.reporter
@@ -74,9 +77,10 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
     with Timed(result, "sync with remote") as step:
         tip = gitrepo.fetch(root, config.git.remote, config.git.branch, meanwhile=targets.prepare)
         step.detail = f"{config.git.remote}/{config.git.branch} at {tip[:7]}"
-    # Paused in git (`gitopsctl suspend`): stop before any push, this run's or an earlier's.
-    ensure_not_suspended(root, tip)
     state = read_state(root, tip)
+    seen[:] = [state]
+    # Paused in git (`gitopsctl suspend`): stop before any push, this run's or an earlier's.
+    ensure_not_suspended(root, tip, state)
     # What an earlier run of this source already pushed counts as pushed by this one.
     result.commits.extend(r.commit for r in reversed(state.live_of_source(source)))
 
@@ -87,7 +91,7 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
         rep.warning(f"{source[:7]} was already rolled back by {previous.commit[:7]}; "
                     "finishing that rollback")
         return _finish(ctx, targets, result, t0, Failure(
-            service="-", target="-", message=previous.reason or "earlier failure"))
+            service="-", target="-", message=previous.reason or "earlier failure"), seen)
     ensure_not_superseded(root, state, source, order)
 
     with Timed(result, "plan") as step:
@@ -98,15 +102,16 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
     plans = {p.service: p for p in result.plan}
 
     for index, group in enumerate(groups):
-        failure = _deploy_group(ctx, targets, result, [plans[s] for s in group], source, timeout, t0)
+        failure = _deploy_group(ctx, targets, result, [plans[s] for s in group], source, timeout,
+                                t0, seen)
         if failure is None and index < len(groups) - 1 and delay > 0:
             failure = _soak(ctx, targets, result, group, delay)
         if failure is not None:
-            return _finish(ctx, targets, result, t0, failure)
+            return _finish(ctx, targets, result, t0, failure, seen)
     result.service = "-"
     failure = _agree(ctx, result, source)
     if failure is not None:
-        return _finish(ctx, targets, result, t0, failure)
+        return _finish(ctx, targets, result, t0, failure, seen)
 
     with Timed(result, "resume image automation") as step:
         step.detail = _resume_automation(ctx, source) or "nothing suspended"
@@ -118,7 +123,7 @@ def _stage(ctx, targets, result: StageResult, source: str | None, delay: float |
 
 
 def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan], source: str,
-                  timeout: float, t0: float) -> Failure | None:
+                  timeout: float, t0: float, seen: list[DeployState]) -> Failure | None:
     """Push the group's deploy commits, then apply its targets once at the tip and wait
     for all its services at the same time."""
     config = ctx.config
@@ -126,7 +131,7 @@ def _deploy_group(ctx, targets, result: StageResult, plans: Sequence[ServicePlan
     rep = ctx.reporter
     for plan in plans:
         result.service = plan.service
-        _push_deploy(ctx, result, plan, source)
+        _push_deploy(ctx, result, plan, source, seen)
     gitrepo.follow_remote(root, config.git.remote, config.git.branch)
     revision = gitrepo.resolve_commit(root, gitrepo.remote_ref(config))
     services = [plan.service for plan in plans]
@@ -185,7 +190,8 @@ def _bystander(report: HealthReport) -> bool:
     return report.failed_check is None or bool(report.details.get("stopped_by"))
 
 
-def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> None:
+def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str,
+                 seen: list[DeployState]) -> None:
     config = ctx.config
     root = ctx.repo
     rep = ctx.reporter
@@ -194,7 +200,8 @@ def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> No
         outcome = {"resumed": None}
 
         def build(tip: str) -> str | None:
-            state = read_state(root, tip)
+            # The run's state followed to this tip: only what was pushed since is read.
+            state = seen[0] = seen[0].advance(tip)
             existing = next((r for r in state.live_of_source(source) if r.service == service), None)
             if existing is not None:
                 outcome["resumed"] = existing.commit
@@ -205,7 +212,8 @@ def _push_deploy(ctx, result: StageResult, plan: ServicePlan, source: str) -> No
             if not edit.changed:
                 return None
             return gitrepo.commit_files(root, tip, edit.encoded(),
-                                        deploy_message(config, service, source, plan.image),
+                                        deploy_message(config, service, source, plan.image,
+                                                       pause=state.suspension_trailer()),
                                         commit_author(config))
 
         pushed, attempts = gitrepo.push_built(root, config.git.remote, config.git.branch, build,
@@ -333,11 +341,13 @@ def _suspended(result: StageResult, exc: Suspended, t0: float, rep) -> StageResu
     return result
 
 
-def _finish(ctx, targets, result: StageResult, t0: float, failure: Failure) -> StageResult:
+def _finish(ctx, targets, result: StageResult, t0: float, failure: Failure,
+            seen: list[DeployState]) -> StageResult:
     failpoints.reached("failure-verdict")
     with Timed(result, "rollback") as step:
         try:
-            outcome = perform(ctx, targets, source=result.source, failure=failure, started=t0)
+            outcome = perform(ctx, targets, source=result.source, failure=failure, started=t0,
+                              state=seen[0] if seen else None)
         except Superseded as exc:
             step.status = "skipped"
             return _superseded(result, exc, t0, ctx.reporter)

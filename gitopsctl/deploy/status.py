@@ -57,7 +57,7 @@ def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> Status
         ref = "HEAD"
     state = read_state(root, ref)
     result = StatusResult(branch=config.git.branch, tip=state.tip)
-    standing = suspension.current(root, state.tip)
+    standing = suspension.current(root, state.tip, state)
     if standing is not None:
         result.suspension = standing.to_dict()
         # Not a finding (exit 0): a pause is a decision, but nobody may miss it.
@@ -74,7 +74,7 @@ def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> Status
         result.services.append(entry)
     if health:
         result.consistency = _agree(ctx, state)
-    for record in state.records[:limit]:
+    for record in state.recent(limit):
         item = record.to_dict()
         item["reverted"] = record.kind == "deploy" and state.is_reverted(record.commit)
         result.history.append(item)

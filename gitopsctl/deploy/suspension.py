@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from gitopsctl import repo as gitrepo
 from gitopsctl.repo import records
-from gitopsctl.deploy.state import commit_author
+from gitopsctl.deploy.state import DeployState, commit_author, read_state
 from gitopsctl.errors import EXIT_OK, GitopsctlError, Suspended, UsageError
 
 # Who runs a command in CI is the forge's actor, not the runner's $USER.
@@ -51,21 +51,23 @@ class Suspension:
                 "automations": list(self.automations)}
 
 
-def current(root: Path | str, rev: str) -> Suspension | None:
-    """The suspension standing at `rev`, or None when deploys run."""
-    newest = gitrepo.deploy_log(root, rev, limit=1, deploys=False, pauses=True)
-    if not newest or newest[0].kind != "suspend":
+def current(root: Path | str, rev: str, state: DeployState | None = None) -> Suspension | None:
+    """The suspension standing at `rev`, or None when deploys run; `state`: the command's
+    deploy state at `rev`, so the log is not read a second time."""
+    if state is None:
+        state = read_state(Path(root), rev)
+    record = state.pause()
+    if record is None:
         return None
-    record = newest[0]
     trailers = record.trailers
     return Suspension(commit=record.commit, reason=record.reason or "", timestamp=record.timestamp,
                       by=(trailers.get(records.SUSPENDED_BY) or ("unknown",))[0],
                       automations=tuple(trailers.get(records.SUSPEND_AUTOMATION, ())))
 
 
-def ensure_not_suspended(root: Path | str, rev: str) -> None:
+def ensure_not_suspended(root: Path | str, rev: str, state: DeployState | None = None) -> None:
     """Raise Suspended (exit 5) when deploys are suspended at `rev`."""
-    standing = current(root, rev)
+    standing = current(root, rev, state)
     if standing is not None:
         raise Suspended(standing.describe(),
                         hint="nothing was pushed; `gitopsctl resume --reason TEXT` lets deploys "
@@ -136,8 +138,12 @@ def _pause(ctx, action: str, reason: str) -> PauseResult:
     who = actor(ctx.environ)
     result = PauseResult(action=action, changed=False, reason=reason, by=who)
 
+    states: list[DeployState] = []
+
     def build(tip: str) -> str | None:
-        standing = current(root, tip)
+        # One read of the log per command: a retry reads only what was pushed meanwhile.
+        states[:] = [states[0].advance(tip) if states else read_state(Path(root), tip)]
+        standing = current(root, tip, states[0])
         result.standing = standing
         if (standing is not None) == (action == "suspend"):
             return None  # already in the state asked for: no commit
@@ -150,7 +156,7 @@ def _pause(ctx, action: str, reason: str) -> PauseResult:
             trailers += [(records.SUSPEND_AUTOMATION, name) for name in names]
             subject = f"chore: suspend deploys — {reason}"
         else:
-            held = _rolled_back_since(root, standing.commit, tip)
+            held = _rolled_back_since(states[0], standing.commit)
             if held is not None:
                 ctx.reporter.warning(f"rollback {held[:7]} came after the suspend: image "
                                      "automation stays suspended until the next good stage")
@@ -188,11 +194,14 @@ def _pause(ctx, action: str, reason: str) -> PauseResult:
     return result
 
 
-def _rolled_back_since(root: Path | str, suspended_at: str, tip: str) -> str | None:
+def _rolled_back_since(state: DeployState, suspended_at: str) -> str | None:
     """The newest rollback after the suspend, if any: the automation is then the rollback's
-    to hold (automation.py), not the suspend's to hand back."""
-    later = gitrepo.deploy_log(root, f"{suspended_at}..{tip}")
-    return next((r.commit for r in later if r.kind == "rollback"), None)
+    to hold (automation.py), not the suspend's to hand back. The walk that found the
+    suspend has read every record newer than it."""
+    for record in state.recent_until(suspended_at):
+        if record.kind == "rollback":
+            return record.commit
+    return None
 
 
 def _resume_edits(config, root: Path | str, tip: str, names: tuple[str, ...]):

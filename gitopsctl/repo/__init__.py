@@ -23,8 +23,8 @@ from pathlib import Path
 from gitopsctl.repo.commits import (MissingHistory, RevertConflict, commit_files, commit_paths,
                                     reset_last_commit, revert_onto)
 from gitopsctl.repo.records import (EVIDENCE, IMAGE, REASON, REVERTS, ROLLBACK_OF, SOURCE, STAGE,
-                                    Author, DeployRecord, commit_message, deploy_log,
-                                    format_message, parse_trailers)
+                                    SUSPENSION, Author, DeployRecord, LogPage, commit_message,
+                                    deploy_log, format_message, log_page, parse_trailers)
 from gitopsctl.repo.remote import (PushRejected, PushResult, fast_forward, fetch, follow_remote,
                                    push_built, push_commit, push_with_retry)
 from gitopsctl.repo.revs import (changed_paths, commit_time, current_branch, find_commit, head,
@@ -55,13 +55,13 @@ def open_repo(path: Path | str):
 
 __all__ = [
     "ARCHIVE_LIMIT", "EVIDENCE", "IMAGE", "LOCAL_TIMEOUT", "NETWORK_TIMEOUT", "REASON", "REVERTS",
-    "ROLLBACK_OF", "SOURCE", "STAGE", "SUBMODULE_MODE", "SYMLINK_MODE",
-    "Author", "DeployRecord", "MissingHistory", "PushRejected", "PushResult", "RevertConflict",
+    "ROLLBACK_OF", "SOURCE", "STAGE", "SUBMODULE_MODE", "SUSPENSION", "SYMLINK_MODE",
+    "Author", "DeployRecord", "LogPage", "MissingHistory", "PushRejected", "PushResult", "RevertConflict",
     "TreeFile",
     "archive", "changed_paths", "commit_files", "commit_message", "commit_paths", "commit_time",
     "current_branch", "deploy_log", "fast_forward", "fetch", "find_commit", "follow_remote",
     "format_message", "grep_files", "has_path", "head", "is_ancestor", "is_full_sha",
-    "is_shallow", "object_type", "open_repo", "parse_trailers", "push_built", "push_commit",
+    "is_shallow", "log_page", "object_type", "open_repo", "parse_trailers", "push_built", "push_commit",
     "push_with_retry", "read_blobs", "remote_ref", "remote_url", "reset_last_commit",
     "resolve_commit", "resolve_source", "revert_onto", "tracked_changes", "tracking_ref",
     "tree_files", "validate_sha", "worktree_files",

@@ -7,12 +7,14 @@ Trailer format (see docs/bump-and-check.md and DESIGN.md):
     Gitopsctl-Source: <full source sha>
     Gitopsctl-Stage: frontend
     Gitopsctl-Image: harbor.lan/homelab/frontend:main-1a2b3c4-1@sha256:…
+    Gitopsctl-Suspension: none              (or the suspend commit standing at the parent)
 
     rollback: 1a2b3c4 — frontend CrashLoopBackOff [skip ci]
 
     Reverts: <D1>, <D2>
     Reason: …
     Evidence: …
+    Gitopsctl-Suspension: none
     Gitopsctl-Rollback-Of: <source sha>
 
     chore: suspend deploys — <reason> [skip ci]
@@ -182,6 +184,64 @@ def deploy_log(root: Path | str, rev: str = "HEAD", *, limit: int | None = None,
             if limit is not None and len(records) >= limit:
                 break
     return records
+
+
+RECORD_GREPS = _DEPLOY_GREPS + _PAUSE_GREPS
+# Written on deploys and rollbacks: the pause state at the commit's parent ("none", or the
+# suspend commit standing), so the newest pause state is found at the newest record
+# instead of by a walk back to the newest suspend or resume, however old.
+SUSPENSION = "Gitopsctl-Suspension"
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One `git log --first-parent` read: records newest first, and where the walk stopped."""
+
+    records: list[DeployRecord]
+    commits: int               # commits git listed (records and ones whose trailers do not parse)
+    first_parent: str | None   # of the oldest commit listed; None: that was a root commit
+    newest_parent: str | None = None  # of the newest commit listed
+    missing: bool = False      # a revision asked for is not in this clone
+    parents: Mapping[str, str | None] = field(default_factory=dict)  # record -> first parent
+
+
+def log_page(root: Path | str, start: str, *, count: int | None = None,
+             exclude: Sequence[str] = (), every_commit: bool = False) -> LogPage:
+    """Deploy, rollback, suspend and resume records on the first-parent chain from `start`,
+    newest first: at most `count` matching commits, none reachable from `exclude`;
+    `every_commit` lists every commit (no grep), so the caller sees the chain whole."""
+    args = ["log", "--first-parent", "--format=%H%x1f%P%x1f%ct%x1f%B%x1e"]
+    if count is not None:
+        args.append(f"-n{count}")
+    if not every_commit:
+        args += [f"--grep=^{key}:" for key in RECORD_GREPS]
+    args += [start, *(f"^{rev}" for rev in exclude), "--"]
+    proc = run(root, args, ok_codes=(0, 128))
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip()
+        if any(sign in why for sign in ("does not have any commits", "unknown revision",
+                                        "bad revision", "bad object")):
+            return LogPage([], 0, None, missing=True)
+        raise ExternalError(f"git log failed: {why}")
+    records: list[DeployRecord] = []
+    first_parents: dict[str, str | None] = {}
+    commits = 0
+    parent: str | None = None
+    newest_parent: str | None = None
+    for chunk in proc.stdout.decode("utf-8", "replace").split("\x1e"):
+        chunk = chunk.strip("\n")
+        if not chunk:
+            continue
+        sha, parents, ts, message = chunk.split("\x1f", 3)
+        parent = parents.split()[0] if parents.strip() else None
+        if commits == 0:
+            newest_parent = parent
+        commits += 1
+        record = _record(sha, int(ts), message)
+        if record is not None:
+            records.append(record)
+            first_parents[sha] = parent
+    return LogPage(records, commits, parent, newest_parent, parents=first_parents)
 
 
 def record_commit(root: Path | str, parent: str, message: str, author: Author) -> str:

@@ -29,7 +29,8 @@ def test_two_groups_deploy_one_commit_per_service_and_apply_each_target_once(lab
                                  for s in ("web", "api", "worker")]
     for commit, service in zip(written, ("web", "api", "worker")):
         assert commit["trailers"] == [f"Gitopsctl-Source: {source}", f"Gitopsctl-Stage: {service}",
-                                      f"Gitopsctl-Image: {REGISTRY}/{service}:{short}"]
+                                      f"Gitopsctl-Image: {REGISTRY}/{service}:{short}",
+                                      "Gitopsctl-Suspension: none"]
     assert [c["files"] for c in written] == [["deploy/web/deployment.yaml"],
                                              ["deploy/box/compose.yaml"], ["deploy/box/compose.yaml"]]
     compose = lab.file_at_tip("deploy/box/compose.yaml")
