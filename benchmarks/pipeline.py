@@ -12,7 +12,9 @@ a subprocess in the CI clone) and stops everything at the end.
      services verified healthy. Split into inherent waits (image build + push,
      backend image pull on the VM, container start-up: frontend pods created ->
      ready, backend `compose up --wait`) and everything else, gitopsctl's overhead
-     (goal < 10 s).
+     (goal < 4 s, issue 17; it was < 10 s before). The deliberate health samples
+     (timeouts.healthy_samples looks, timeouts.sample_interval apart, on each target) are
+     part of it and printed beside it.
   2. crash loop -> revert     a frontend that crashes (fail-mode = crash): from the
      first failure the API showed (a container terminated with an error, which the
      kubelet shows before CrashLoopBackOff: it restarts the first exit at once) to the
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_backend import BackendFailure, backend_failure_run  # noqa: E402
 from pipeline_watch import ClusterWatch, PushLog, backend_swap, load_average  # noqa: E402
 
-OVERHEAD_GOAL = 10.0
+OVERHEAD_GOAL = 4.0
 REVERT_GOAL = 2.0
 FRONTEND_HTML = "examples/frontend/www/index.html"
 BACKEND_HTML = "examples/backend/www/index.html"
@@ -247,7 +249,8 @@ def row(name: str, values: list[float], note: str = "") -> str:
 
 
 def report(good: list[GoodFigures], crash: list[CrashFigures], held: list[CrashFigures],
-           backend: list[BackendFailure], timeout: str, loads: list[str]) -> int:
+           backend: list[BackendFailure], timeout: str, loads: list[str],
+           lab_samples: tuple[int, float]) -> int:
     ok = True
     print("\ngitopsctl pipeline benchmark (lab homelab, stage delay 0; medians over n runs)")
     print(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) at each run start: {', '.join(loads)}")
@@ -273,6 +276,10 @@ def report(good: list[GoodFigures], crash: list[CrashFigures], held: list[CrashF
                   [g.ci_checkout for g in good]))
         print(row("gitopsctl overhead = total - inherent - CI checkout", overhead,
                   f"goal < {OVERHEAD_GOAL:.0f} s: {'OK' if met else 'MISSED'}"))
+        samples, interval = lab_samples
+        deliberate = 2 * (samples - 1) * interval  # the frontend's looks and the VM's
+        print(f"  of which deliberate: {samples} healthy looks {interval:g} s apart on each of the two "
+              f"targets (timeouts.healthy_samples, timeouts.sample_interval) = {deliberate:.2f} s")
         middle = sorted(good, key=lambda g: g.overhead)[len(good) // 2]
         print(f"  where the overhead of the median run ({middle.overhead:.2f} s) goes; the parts add up to it:")
         for name, seconds in middle.parts.items():
@@ -352,6 +359,8 @@ def main() -> int:
     watch = None
     try:
         with Lab(work / "lab", settings=settings, progress=say) as lab:
+            timeouts = lab.config().timeouts
+            samples = (timeouts.healthy_samples, timeouts.sample_interval)
             pushes = PushLog(lab.remote.bare, work / "pushes.log")
             watch = ClusterWatch(lab.kube.store).start()
             for i in range(args.good):
@@ -386,7 +395,7 @@ def main() -> int:
             watch.stop()
         engine.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return report(good, crash, held, backend, args.kustomization_timeout, loads)
+    return report(good, crash, held, backend, args.kustomization_timeout, loads, samples)
 
 
 if __name__ == "__main__":

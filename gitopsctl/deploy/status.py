@@ -49,6 +49,8 @@ class StatusResult:
 def status(ctx, targets: Any, *, limit: int = 10, health: bool = True) -> StatusResult:
     config = ctx.config
     root = ctx.repo
+    if health:
+        targets.prepare(connect=False)  # the clients load while git fetches and reads
     try:
         gitrepo.fetch(root, config.git.remote, config.git.branch)
         ref = gitrepo.remote_ref(config)

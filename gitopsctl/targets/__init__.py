@@ -77,7 +77,8 @@ class TargetSet(Protocol):
         """The Target following `service`; raises GitopsctlError when it cannot be built."""
         ...
 
-    def prepare(self) -> None:
+    def prepare(self, connect: bool = True) -> None:
         """Start loading what the targets need ahead of use and return at once: the
-        engine calls it first thing, then does its git work meanwhile."""
+        engine calls it first thing, then does its git work meanwhile. `connect`: open
+        the connections a deploy will use too (not for a read-only look)."""
         ...

@@ -43,15 +43,16 @@ class ConfiguredTargets:
             self._built[service] = self._build(self.target_name(service), service)
         return self._built[service]
 
-    def prepare(self) -> None:
+    def prepare(self, connect: bool = True) -> None:
         """Start importing the target clients in the background and return at once: the
         kubernetes client first, needed first; a Target is built once its client is in.
-        Then the VMs' SSH connections are opened (VMTarget.preconnect), so that a sync's
-        turn, later in the stage or the rollback, starts without the handshake."""
+        With `connect`, the VMs' SSH connections are opened next (VMTarget.preconnect),
+        so that a sync's turn, later in the stage or the rollback, starts without the
+        handshake."""
         if self._loader is None:
             kinds = [kind for kind in CLIENT_MODULES if self.config.targets_of_kind(kind)]
             self._loader = Preload([(kind, CLIENT_MODULES[kind]) for kind in kinds],
-                                   then=self._preconnect).start()
+                                   then=self._preconnect if connect else None).start()
 
     def _build(self, name: str, service: str) -> Target:
         if self.config.target(name).kind == "kubernetes":
