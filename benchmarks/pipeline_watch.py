@@ -7,7 +7,11 @@ gitopsctl chooses to report about itself:
   and the new tip of every push, so "pushed at" is the moment the remote accepted it.
 * ClusterWatch: a thread that wakes on every write to the emulator's store (the same
   writes the API serves) and records when each pod first appeared, first became
-  ready and disappeared, and every change of the apps Kustomization's status.
+  ready and disappeared, every change of the apps Kustomization's status, and for
+  each Flux object (the GitRepository, every Kustomization) when a reconcile was
+  requested of it and when it reached a revision: so Flux's own work (fetching the
+  source, applying a Kustomization) is told apart from the time gitopsctl takes
+  between asking Flux one thing and the next.
 """
 
 from __future__ import annotations
@@ -75,12 +79,22 @@ class KustomizationState:
 
 
 @dataclass
+class FluxMark:
+    at: float
+    kind: str           # "GitRepository" | "Kustomization"
+    name: str
+    what: str           # "requested" | "reached"
+    value: str          # the request token, or the revision reached (Ready for a Kustomization)
+
+
+@dataclass
 class ClusterWatch:
     store: object
     namespace: str = "flux-system"
     kustomization: str = "apps"
     pods: dict[str, PodTimes] = field(default_factory=dict)
     kustomization_states: list[KustomizationState] = field(default_factory=list)
+    flux_marks: list[FluxMark] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -96,7 +110,7 @@ class ClusterWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        from gitopsctl.sandbox.lab.kube.store import KUSTOMIZATIONS, PODS
+        from gitopsctl.sandbox.lab.kube.store import GIT_REPOSITORIES, KUSTOMIZATIONS, PODS
 
         rv = -1
         while not self._halt.is_set():
@@ -107,6 +121,10 @@ class ClusterWatch:
                 ks = self.store.find(KUSTOMIZATIONS, self.namespace, self.kustomization)
                 if ks is not None:
                     self._kustomization(ks, now)
+                for kind, objects in (("GitRepository", self.store.list(GIT_REPOSITORIES)[0]),
+                                      ("Kustomization", self.store.list(KUSTOMIZATIONS)[0])):
+                    for obj in objects:
+                        self._flux(kind, obj, now)
             except Exception as exc:  # noqa: BLE001 - keep watching; report at the end
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.2)
@@ -137,7 +155,35 @@ class ClusterWatch:
                 (state.applied, state.attempted, state.ready, state.reason):
             self.kustomization_states.append(state)
 
+    def _flux(self, kind: str, obj: dict, now: float) -> None:
+        from gitopsctl.flux import REQUESTED_AT
+
+        name = obj["metadata"]["name"]
+        token = ((obj["metadata"].get("annotations") or {}).get(REQUESTED_AT)) or ""
+        status = obj.get("status") or {}
+        if kind == "GitRepository":
+            reached = (status.get("artifact") or {}).get("revision", "")
+        else:
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            reached = status.get("lastAppliedRevision", "") if ready.get("status") == "True" else ""
+        last = getattr(self, "_flux_last", {})
+        self._flux_last = last
+        before = last.get((kind, name), ("", ""))
+        if token and token != before[0]:
+            self.flux_marks.append(FluxMark(now, kind, name, "requested", token))
+        if reached and reached != before[1]:
+            self.flux_marks.append(FluxMark(now, kind, name, "reached", reached))
+        last[(kind, name)] = (token or before[0], reached or before[1])
+
     # ------------------------------------------------------------- questions
+
+    def flux_requested(self, kind: str, name: str, after: float) -> float | None:
+        return next((m.at for m in list(self.flux_marks) if m.kind == kind and m.name == name
+                     and m.what == "requested" and m.at >= after), None)
+
+    def flux_reached(self, kind: str, name: str, sha: str, after: float) -> float | None:
+        return next((m.at for m in list(self.flux_marks) if m.kind == kind and m.name == name
+                     and m.what == "reached" and m.value.endswith(sha) and m.at >= after), None)
 
     def pods_with_image(self, fragment: str) -> list[PodTimes]:
         return [p for p in list(self.pods.values()) if fragment in p.image]
@@ -198,3 +244,37 @@ def backend_swap(client, project: str, image_fragment: str, since: float, until:
         raise SystemExit(f"no start and healthy events for the new backend ({image_fragment}) in the engine")
     stop = (old_die - old_kill) if (old_kill is not None and old_die is not None) else 0.0
     return BackendSwap(old_stop=stop, new_healthy=new_healthy - new_start)
+
+
+@dataclass
+class FluxWork:
+    """D1 through Flux: what Flux itself took, and the gaps between gitopsctl's requests."""
+
+    work: float                 # inherent: source fetch + each Kustomization's apply
+    gaps: dict[str, float]      # overhead: from the push, and from each step done to the next request
+
+
+def flux_work(watch: ClusterWatch, sha: str, pushed: float, first_pod: float,
+              kustomizations: list[str], source: str = "flux-system") -> FluxWork:
+    """Split D1 pushed -> first frontend pod created into Flux's work and gitopsctl's gaps.
+
+    Flux's work per object runs from the reconcile request it saw (the annotation
+    written) to the object reaching D1: the GitRepository's artifact, a Kustomization
+    Ready at D1, and for the last one (the frontend's) its first pod created."""
+    asked = watch.flux_requested("GitRepository", source, pushed)
+    fetched = watch.flux_reached("GitRepository", source, sha, pushed)
+    if asked is None or fetched is None:
+        raise SystemExit(f"no reconcile request and fetch of GitRepository {source} at {sha[:7]} seen")
+    gaps = {"D1 pushed -> source reconcile requested (stage's kube client, the request)": asked - pushed}
+    work = fetched - asked
+    done, previous = fetched, "source fetched"
+    for index, name in enumerate(kustomizations):
+        requested = watch.flux_requested("Kustomization", name, done - 0.001)
+        last = index == len(kustomizations) - 1
+        reached = first_pod if last else watch.flux_reached("Kustomization", name, sha, done)
+        if requested is None or reached is None or reached < requested:
+            raise SystemExit(f"no reconcile request and apply of Kustomization {name} at {sha[:7]} seen")
+        gaps[f"{previous} -> {name} reconcile requested (gitopsctl sees it, asks the next)"] = requested - done
+        work += reached - requested
+        done, previous = reached, f"{name} applied"
+    return FluxWork(work=work, gaps=gaps)

@@ -245,7 +245,7 @@ class FakeTargets:
     def for_service(self, service: str) -> FakeTarget:
         return self._targets[service]
 
-    def prepare(self) -> None:
+    def prepare(self, connect: bool = True) -> None:
         self.calls.append(("prepare",))
 
     def of(self, kind: str) -> list[tuple]:

@@ -115,7 +115,7 @@ class TimedTargets:
     def for_service(self, service: str) -> TimedTarget:
         return self._targets[service]
 
-    def prepare(self) -> None:
+    def prepare(self, connect: bool = True) -> None:
         pass
 
     def at(self, revision: str, kind: str) -> dict[str, Window]:
