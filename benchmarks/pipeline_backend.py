@@ -20,6 +20,8 @@ import json
 import time
 from dataclasses import dataclass
 
+from pipeline_watch import container_events  # benchmarks/ is on sys.path (pipeline.py)
+
 BACKEND_FAIL_MODE = "examples/backend/fail-mode"
 FRONTEND_HTML = "examples/frontend/www/index.html"
 BACKEND_HTML = "examples/backend/www/index.html"
@@ -39,15 +41,9 @@ class BackendFailure:
 def first_failure(client, project: str, image_fragment: str, mode: str, since: float,
                   until: float) -> float:
     """When the engine first showed the new backend failing (see the module docstring)."""
-    events = client.events(since=int(since) - 1, until=int(until) + 2, decode=True,
-                           filters={"type": "container",
-                                    "label": f"com.docker.compose.project={project}"})
-    for event in events:
-        when = event.get("timeNano", 0) / 1e9
-        attributes = (event.get("Actor") or {}).get("Attributes", {})
-        if when < since or image_fragment not in attributes.get("image", ""):
+    for when, action, attributes in container_events(client, project, since, until):
+        if image_fragment not in attributes.get("image", ""):
             continue
-        action = event.get("Action") or event.get("status") or ""
         if mode == "crash" and action == "die" and attributes.get("exitCode", "0") != "0":
             return when
         if mode == "unhealthy" and action.startswith("health_status: unhealthy"):

@@ -96,6 +96,8 @@ class ClusterWatch:
     kustomization_states: list[KustomizationState] = field(default_factory=list)
     flux_marks: list[FluxMark] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # (kind, name) -> (the last request token, the last revision reached) seen
+    _flux_last: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._halt = threading.Event()
@@ -166,8 +168,7 @@ class ClusterWatch:
         else:
             ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             reached = status.get("lastAppliedRevision", "") if ready.get("status") == "True" else ""
-        last = getattr(self, "_flux_last", {})
-        self._flux_last = last
+        last = self._flux_last
         before = last.get((kind, name), ("", ""))
         if token and token != before[0]:
             self.flux_marks.append(FluxMark(now, kind, name, "requested", token))
@@ -221,17 +222,21 @@ class BackendSwap:
     new_healthy: float   # new container started -> its healthcheck passed
 
 
-def backend_swap(client, project: str, image_fragment: str, since: float, until: float) -> BackendSwap:
+def container_events(client, project: str, since: float, until: float):
+    """(when, action, attributes) of the compose project's containers, from the engine."""
     events = client.events(since=int(since) - 1, until=int(until) + 2, decode=True,
                            filters={"type": "container", "label": f"com.docker.compose.project={project}"})
-    old_kill = old_die = new_start = new_healthy = None
     for event in events:
         when = event.get("timeNano", 0) / 1e9
-        if when < since:
-            continue
-        action = event.get("Action") or event.get("status") or ""
-        image = (event.get("Actor") or {}).get("Attributes", {}).get("image", "")
-        new = image_fragment in image
+        if when >= since:
+            yield (when, event.get("Action") or event.get("status") or "",
+                   (event.get("Actor") or {}).get("Attributes", {}))
+
+
+def backend_swap(client, project: str, image_fragment: str, since: float, until: float) -> BackendSwap:
+    old_kill = old_die = new_start = new_healthy = None
+    for when, action, attributes in container_events(client, project, since, until):
+        new = image_fragment in attributes.get("image", "")
         if not new and action == "kill" and old_kill is None:
             old_kill = when
         elif not new and action == "die" and old_die is None:

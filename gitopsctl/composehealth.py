@@ -93,6 +93,22 @@ class _Judged:
     evidence: list[str] = field(default_factory=list)
 
 
+def container_failure(look: ContainerLook, restarts_before: int) -> str | None:
+    """What is wrong with one container on its own (its image aside), or None."""
+    if look.status in _FATAL_STATES:
+        return f"is {look.status}"
+    if look.health == "unhealthy":
+        return "is unhealthy"
+    if look.restart_count > restarts_before:
+        return f"restarted {look.restart_count - restarts_before} time(s) while being watched"
+    return None
+
+
+def container_up(look: ContainerLook) -> bool:
+    """Running, and healthy or without a healthcheck: nothing left to wait for."""
+    return look.status == "running" and look.health != "starting"
+
+
 def _judge_containers(client: Any, compose_service: str, mine: list[ContainerLook],
                       expected: ExpectedImage | None, baseline: dict[str, int]) -> _Judged:
     if not mine:
@@ -100,14 +116,8 @@ def _judge_containers(client: Any, compose_service: str, mine: list[ContainerLoo
     messages, pending = [], False
     for look in mine:
         first = baseline.setdefault(look.name, look.restart_count)
-        problem = None
-        if look.status in _FATAL_STATES:
-            problem = f"is {look.status}"
-        elif look.health == "unhealthy":
-            problem = "is unhealthy"
-        elif look.restart_count > first:
-            problem = f"restarted {look.restart_count - first} time(s) while being watched"
-        elif expected is not None and not expected.matches(look):
+        problem = container_failure(look, first)
+        if problem is None and expected is not None and not expected.matches(look):
             want = expected.digest or expected.image_id or expected.reference
             problem = (f"runs image {look.image_id[:19]} but the compose file asks for "
                        f"{expected.reference} ({want[:19]}): the stack kept the old image")
@@ -115,7 +125,7 @@ def _judge_containers(client: Any, compose_service: str, mine: list[ContainerLoo
             evidence = [look.describe()] + [f"log: {line}" for line in container_logs(client, look.name)]
             return _Judged("fatal", f"compose service {compose_service}: {look.describe()}: {problem}",
                            evidence)
-        if look.status != "running" or look.health == "starting":
+        if not container_up(look):
             pending = True
             messages.append(f"{look.describe()}: not ready yet")
         elif look.health is None:

@@ -32,12 +32,11 @@ class Stack:
     in_file: dict[str, str]
     rules: list
     expected: dict
-    watch_client: Any = None   # UpWatch's own: the docker SDK's client is one per thread
+    watch_client: Any   # UpWatch's own: the docker SDK's client is one per thread
 
     def close(self) -> None:
         self.client.close()
-        if self.watch_client is not None:
-            self.watch_client.close()
+        self.watch_client.close()
 
 
 def open_stack(cfg: Any, name: str, compose: Any, clients: Any) -> Stack:
@@ -94,6 +93,7 @@ class UpWatch:
 
     def __call__(self) -> str | None:
         from gitopsctl import compose as compose_mod
+        from gitopsctl.composehealth import container_failure, container_up
 
         if self._gave_up is not None:
             return self._gave_up
@@ -102,7 +102,7 @@ class UpWatch:
             return None
         self._next = now + LOOK_EVERY
         try:
-            looks = compose_mod.look_at(self.stack.watch_client or self.stack.client, self.stack.project)
+            looks = compose_mod.look_at(self.stack.watch_client, self.stack.project)
         except ExternalError:
             return None  # compose's own wait, and the look after it, will say
         if self._first is None:
@@ -119,12 +119,10 @@ class UpWatch:
             if look.name in self._first and look.started_at == started_at:
                 up.setdefault(look.service, []).append(False)
                 continue  # not (re)started by this `up` yet
-            if look.status in ("exited", "dead", "restarting") or look.health == "unhealthy" \
-                    or look.restart_count > restarts:
+            if container_failure(look, restarts) is not None:
                 return (f"stopped waiting: compose service {look.service}'s new container "
                         f"failed ({look.describe()})")
-            up.setdefault(look.service, []).append(
-                look.status == "running" and look.health in (None, "healthy"))
+            up.setdefault(look.service, []).append(container_up(look))
         if self.stack.expected and all(all(up.get(c) or [False]) for c in self.stack.expected):
             self.ready.set()
         return None
