@@ -52,7 +52,8 @@ class ConfiguredTargets:
         if self._loader is None:
             kinds = [kind for kind in CLIENT_MODULES if self.config.targets_of_kind(kind)]
             self._loader = Preload([(kind, CLIENT_MODULES[kind]) for kind in kinds],
-                                   then=self._preconnect if connect else None).start()
+                                   then=self._preconnect if connect else None,
+                                   shared=SHARED_MODULES if kinds else ()).start()
 
     def _build(self, name: str, service: str) -> Target:
         if self.config.target(name).kind == "kubernetes":
@@ -87,8 +88,13 @@ def production_targets(ctx: Any) -> ConfiguredTargets:
                              reporter=ctx.reporter, repo_path=ctx.repo)
 
 
-# What each kind of target needs imported before its Target is built (gitopsctl.preload).
-CLIENT_MODULES = {"kubernetes": ("kubernetes.client", "kubernetes.config"), "vm": ("fabric",)}
+# What each kind of target needs imported before its Target is built (gitopsctl.preload);
+# the VM's own modules too, which preconnect imports on the loader's thread.
+CLIENT_MODULES = {"kubernetes": ("kubernetes.client", "kubernetes.config"),
+                  "vm": ("fabric", "gitopsctl.targets.vm", "gitopsctl.targets.sshearly")}
+# Imported by the kubernetes client and by the engine meanwhile (registry.py, planning
+# the stage): loaded first, in the caller's thread (gitopsctl.preload's rule).
+SHARED_MODULES = ("requests",)
 
 
 def _contains(config: Any, repo_path: Path) -> Callable[[str, str], bool]:

@@ -44,3 +44,23 @@ def test_the_thread_imports_in_order_and_the_caller_sees_a_whole_module(tmp_path
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_shared_modules_are_imported_in_the_callers_thread_before_the_background_one(tmp_path):
+    """A package both threads import (the caller meanwhile, the background one as a
+    dependency) is loaded by the caller first: two threads never import it at once."""
+    (tmp_path / "sharedmod.py").write_text(
+        "import threading\nLOADED_BY = threading.current_thread().name\n")
+    (tmp_path / "heavymod.py").write_text("import sharedmod\n")
+    code = textwrap.dedent("""
+        from gitopsctl.preload import Preload
+        loader = Preload([("heavy", ("heavymod",))], shared=("sharedmod",)).start()
+        import sharedmod
+        loader.wait("heavy")
+        print(sharedmod.LOADED_BY)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                         env={"PYTHONPATH": f"{tmp_path}:{sys.path[0] or '.'}", "PATH": "/usr/bin:/bin"},
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "MainThread"
